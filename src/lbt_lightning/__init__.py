@@ -1,0 +1,1 @@
+"""Learning by Teaching (LBT) for PyTorch Lightning."""

@@ -1,0 +1,7 @@
+"""Thin callbacks: pl_module.sample(n) -> metric or plot -> logger."""
+
+from lbt_lightning.callbacks.periodic import EveryNIterations
+from lbt_lightning.callbacks.sample_metrics import ModeCoverageCallback
+from lbt_lightning.callbacks.sample_plots import ScatterPlot
+
+__all__ = ["EveryNIterations", "ModeCoverageCallback", "ScatterPlot"]

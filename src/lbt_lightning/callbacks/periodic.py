@@ -1,0 +1,50 @@
+"""Base callback that evaluates every N iterations and at the last iteration of fit."""
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from matplotlib.figure import Figure
+from pytorch_lightning.loggers import TensorBoardLogger
+
+
+class EveryNIterations(pl.Callback):
+    """Calls ``evaluate(trainer, pl_module, iteration)`` every ``every_n_iterations`` and at the
+    last batch of fit (``trainer.num_training_batches``).
+
+    Arguments:
+        every_n_iterations: Evaluation period in iterations (generator updates), >= 1.
+    """
+
+    def __init__(self, every_n_iterations: int = 500):
+        if not isinstance(every_n_iterations, int) or every_n_iterations < 1:
+            raise ValueError(f"every_n_iterations must be an integer >= 1, got {every_n_iterations!r}")
+        self.every_n_iterations = every_n_iterations
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # Callbacks run before the module's own on_train_batch_end, which advances the counter.
+        iteration = int(pl_module.iteration) + 1
+        last = batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop
+        if iteration % self.every_n_iterations == 0 or last:
+            self.evaluate(trainer, pl_module, iteration)
+
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, iteration: int) -> None:
+        raise NotImplementedError
+
+
+def output_dir(trainer: pl.Trainer, name: str) -> Path:
+    """``<log dir>/<name>``, created; the log dir is the first logger's, else default_root_dir."""
+    root = trainer.log_dir if trainer.log_dir is not None else trainer.default_root_dir
+    path = Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log_figure(trainer: pl.Trainer, key: str, fig: Figure, path: Path, step: int) -> None:
+    """Save ``fig`` as PNG at ``path`` and send it to every logger that takes pictures:
+    W&B (``log_image``) and TensorBoard (``add_figure``); CSV keeps only the PNG."""
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[str(path)], step=step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure(key, fig, global_step=step, close=False)

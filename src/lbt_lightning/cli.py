@@ -1,0 +1,46 @@
+"""Command line: ``lightning``/``lbt``/``python -m lbt_lightning`` fit|validate|test|predict."""
+
+import importlib.util
+import sys
+
+import pytorch_lightning as pl
+from pytorch_lightning.cli import LightningCLI
+
+from lbt_lightning.methods.base import GenerativeModule
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class LBTCLI(LightningCLI):
+    """LightningCLI over every :class:`GenerativeModule` and LightningDataModule."""
+
+
+def main(args: list[str] | None = None, run: bool = True) -> LBTCLI:
+    """Run the CLI (``args`` default to ``sys.argv[1:]``); ``run=False`` only instantiates."""
+    return LBTCLI(
+        GenerativeModule,
+        pl.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def lightning_main() -> None:
+    """The ``lightning`` command: our CLI for fit/validate/test/predict and ``--help``; anything
+    else goes to ``lightning_sdk``'s CLI when installed (as Lightning 2.3-2.5 did)."""
+    argv = sys.argv[1:]
+    if not argv or argv[0] in SUBCOMMANDS or argv[0].startswith("-"):
+        main()
+        return
+    if importlib.util.find_spec("lightning_sdk") is not None:
+        from lightning_sdk.cli.entrypoint import main_cli
+
+        sys.exit(main_cli())
+    sys.exit(
+        f"lightning: unknown command {argv[0]!r}. This `lightning` command (from lbt-lightning) "
+        f"runs {', '.join(SUBCOMMANDS)}; for Lightning cloud commands install lightning-sdk."
+    )

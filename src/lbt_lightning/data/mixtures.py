@@ -1,0 +1,120 @@
+"""2-D Gaussian mixtures (ring and grid), sampled fresh every batch (PAPER.md §5.1)."""
+
+import math
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+
+class MixtureStream(IterableDataset):
+    """Endless batches from an equal-weight isotropic Gaussian mixture.
+
+    The stream's generator is seeded from the global torch RNG when iteration starts (so
+    ``seed_everything`` makes it reproducible), offset by the process rank under DDP.
+    """
+
+    def __init__(self, centers: Tensor, sigma: float, batch_size: int):
+        self.centers, self.sigma, self.batch_size = centers, sigma, batch_size
+
+    def __iter__(self):
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        rng = torch.Generator().manual_seed(int(torch.randint(2**62, ())) + rank)
+        while True:
+            idx = torch.randint(len(self.centers), (self.batch_size,), generator=rng)
+            noise = torch.randn(self.batch_size, 2, generator=rng)
+            yield self.centers[idx] + self.sigma * noise
+
+
+class MixtureDataModule(pl.LightningDataModule):
+    """Base for 2-D mixtures: exposes ``centers`` (M, 2), ``sigma`` and ``data_shape`` for metrics.
+
+    Arguments:
+        sigma: Standard deviation of every component, > 0.
+        batch_size: Real samples per iteration.
+    """
+
+    data_shape = (2,)
+
+    def __init__(self, *, sigma: float, batch_size: int):
+        super().__init__()
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.sigma, self.batch_size = float(sigma), batch_size
+
+    @property
+    def centers(self) -> Tensor:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(MixtureStream(self.centers, self.sigma, self.batch_size), batch_size=None)
+
+
+class RingDataModule(MixtureDataModule):
+    """``num_modes`` Gaussians evenly on a circle: means (r sin θ_i, r cos θ_i), θ_i = 2πi/M.
+
+    Defaults are the paper's ring (r = 1, σ = 0.1); VEEGAN/PacGAN use r = 2, σ = 0.02.
+
+    Arguments:
+        num_modes: M >= 1.
+        radius: r > 0.
+        sigma: Component standard deviation.
+        batch_size: Real samples per iteration.
+    """
+
+    def __init__(
+        self,
+        num_modes: int = 8,  # PAPER.md §5.1
+        radius: float = 1.0,  # PAPER.md §5.1 README: -mog_scale 1.0
+        sigma: float = 0.1,  # PAPER.md §5.1 README: -mog_std 0.1
+        batch_size: int = 512,  # PAPER.md §2.2
+    ):
+        super().__init__(sigma=sigma, batch_size=batch_size)
+        if not isinstance(num_modes, int) or num_modes < 1:
+            raise ValueError(f"num_modes must be an integer >= 1, got {num_modes!r}")
+        if not radius > 0:
+            raise ValueError(f"radius must be > 0, got {radius!r}")
+        self.num_modes, self.radius = num_modes, float(radius)
+
+    @property
+    def centers(self) -> Tensor:
+        angles = 2 * math.pi * torch.arange(self.num_modes, dtype=torch.float64) / self.num_modes
+        return (self.radius * torch.stack([angles.sin(), angles.cos()], dim=1)).float()
+
+
+class GridDataModule(MixtureDataModule):
+    """A ``num_modes`` = n×n grid of Gaussians centred on the origin with the given spacing.
+
+    Defaults are the paper's grid (10×10, spacing 0.2, σ = 0.01, so means in {-0.9..0.9}²);
+    the VEEGAN/PacGAN grid is 25 modes, spacing 2 ({-4,-2,0,2,4}²), σ = 0.05.
+
+    Arguments:
+        num_modes: A perfect square n² >= 1.
+        spacing: Distance between neighbouring means, > 0.
+        sigma: Component standard deviation.
+        batch_size: Real samples per iteration.
+    """
+
+    def __init__(
+        self,
+        num_modes: int = 100,  # PAPER.md §5.1 README: -n_mixture 100
+        spacing: float = 0.2,  # PAPER.md §5.1 README: -mog_scale 0.2
+        sigma: float = 0.01,  # PAPER.md §5.1 README: -mog_std 0.01
+        batch_size: int = 2048,  # PAPER.md §2.2 grid
+    ):
+        super().__init__(sigma=sigma, batch_size=batch_size)
+        side = math.isqrt(num_modes) if isinstance(num_modes, int) and num_modes > 0 else 0
+        if side * side != num_modes:
+            raise ValueError(f"num_modes must be a perfect square >= 1 (4, 9, ..., 100), got {num_modes!r}")
+        if not spacing > 0:
+            raise ValueError(f"spacing must be > 0, got {spacing!r}")
+        self.num_modes, self.spacing, self.side = num_modes, float(spacing), side
+
+    @property
+    def centers(self) -> Tensor:
+        axis = (torch.arange(self.side, dtype=torch.float64) - (self.side - 1) / 2) * self.spacing
+        x, y = torch.meshgrid(axis, axis, indexing="ij")
+        return torch.stack([x.flatten(), y.flatten()], dim=1).float()

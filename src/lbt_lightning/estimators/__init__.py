@@ -1,0 +1,6 @@
+"""Explicit density estimators p_φ(x) that a generator can teach."""
+
+from lbt_lightning.estimators.base import DensityEstimator
+from lbt_lightning.estimators.vae import VAE
+
+__all__ = ["VAE", "DensityEstimator"]

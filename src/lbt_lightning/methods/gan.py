@@ -1,0 +1,57 @@
+"""The GAN baseline with the non-saturating generator loss."""
+
+from pytorch_lightning.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from lbt_lightning import objectives
+from lbt_lightning.methods.base import GenerativeModule
+from lbt_lightning.optim import build_optimizer
+
+
+class GAN(GenerativeModule):
+    """Goodfellow et al. (2014) GAN; per iteration one D step, then one G step.
+
+    Arguments:
+        generator: x = G(z).
+        discriminator: Logit D(x), shape (B,).
+        generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
+        discriminator_optimizer: None gives Adam lr 1e-4, β1 0.5 (PAPER.md §2.2).
+        clip_grad_norm: Global-norm clip of the generator gradient (toy scripts: 5), or None.
+
+    References:
+        Goodfellow et al., "Generative Adversarial Nets", arXiv:1406.2661.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        *,
+        generator_optimizer: OptimizerCallable | None = None,
+        discriminator_optimizer: OptimizerCallable | None = None,
+        clip_grad_norm: float | None = None,
+    ):
+        super().__init__(generator, clip_grad_norm=clip_grad_norm)
+        self.discriminator = discriminator
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+
+    def configure_optimizers(self):
+        return [
+            # PAPER.md §2.2: G Adam 1e-3 (toy), D Adam 1e-4, both β1 0.5
+            build_optimizer("generator_optimizer", self.generator_optimizer, self.generator.parameters(), 1e-3),
+            build_optimizer(
+                "discriminator_optimizer", self.discriminator_optimizer, self.discriminator.parameters(), 1e-4
+            ),
+        ]
+
+    def sample_consumers(self) -> dict[str, nn.Module]:
+        return {"discriminator": self.discriminator}
+
+    def training_step(self, real: Tensor, batch_idx: int) -> None:
+        g_opt, d_opt = self.optimizers()
+        d_loss = objectives.d_loss(self.discriminator(real), self.discriminator(self.sample(real.shape[0])))
+        self.optimizer_step_on(d_opt, d_loss)
+        g_loss = objectives.g_loss(self.discriminator(self.fake(real.shape[0])))
+        self.generator_step(g_opt, g_loss)
+        self.log_dict({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)

@@ -1,0 +1,102 @@
+"""LBT-GAN: the GAN loss plus the teaching loss through the unrolled estimator (PAPER.md §4)."""
+
+from typing import Literal
+
+from pytorch_lightning.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from lbt_lightning import objectives
+from lbt_lightning.estimators.base import DensityEstimator
+from lbt_lightning.methods.base import GenerativeModule
+from lbt_lightning.methods.teacher import Teacher
+from lbt_lightning.optim import build_optimizer
+
+
+class LBTGAN(GenerativeModule):
+    """LBT-GAN. Per iteration: estimator update, one discriminator step, then the generator on
+    ``λ · GAN loss + use_E · teaching loss`` (use_E = 0 during ``warmup_iterations``, when the
+    estimator is not trained either: a pure GAN warm-up, PAPER.md §2.1 point 7).
+
+    Arguments:
+        generator: x = G(z).
+        estimator: The density p_φ being taught.
+        discriminator: Logit D(x), shape (B,).
+        gan_weight: λ (toy 0.1, images 1.0).
+        warmup_iterations: Pure-GAN iterations before teaching starts (images: 3000).
+        unroll_steps, unroll_lr, estimator_lr, estimator_steps, inner_optimizer, first_order:
+            As in :class:`~lbt_lightning.methods.lbt.LBT`.
+        generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
+        discriminator_optimizer: None gives Adam lr 1e-4, β1 0.5 (PAPER.md §2.2).
+        clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        estimator: DensityEstimator,
+        discriminator: nn.Module,
+        *,
+        gan_weight: float = 0.1,  # PAPER.md §2.2 lambda_gan (toy)
+        warmup_iterations: int = 0,  # PAPER.md §2.1 point 7: toy scripts have none
+        unroll_steps: int = 5,  # PAPER.md §2.2
+        unroll_lr: float = 1e-4,  # PAPER.md §2.2
+        estimator_lr: float = 3e-4,  # PAPER.md §2.1 point 1
+        estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
+        inner_optimizer: Literal["adam", "sgd"] = "adam",
+        first_order: bool = False,
+        generator_optimizer: OptimizerCallable | None = None,
+        discriminator_optimizer: OptimizerCallable | None = None,
+        clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
+    ):
+        super().__init__(generator, clip_grad_norm=clip_grad_norm)
+        if not gan_weight >= 0:
+            raise ValueError(f"gan_weight (λ) must be >= 0, got {gan_weight!r}")
+        if not isinstance(warmup_iterations, int) or warmup_iterations < 0:
+            raise ValueError(f"warmup_iterations must be an integer >= 0, got {warmup_iterations!r}")
+        self.teacher = Teacher(
+            estimator,
+            unroll_steps=unroll_steps,
+            unroll_lr=unroll_lr,
+            estimator_lr=estimator_lr,
+            estimator_steps=estimator_steps,
+            inner_optimizer=inner_optimizer,
+            first_order=first_order,
+        )
+        self.discriminator = discriminator
+        self.gan_weight, self.warmup_iterations = gan_weight, warmup_iterations
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+
+    @property
+    def estimator(self) -> DensityEstimator:
+        return self.teacher.estimator
+
+    def configure_optimizers(self):
+        return [
+            # PAPER.md §2.2: G Adam 1e-3 (toy), D Adam 1e-4, both β1 0.5
+            build_optimizer("generator_optimizer", self.generator_optimizer, self.generator.parameters(), 1e-3),
+            build_optimizer(
+                "discriminator_optimizer", self.discriminator_optimizer, self.discriminator.parameters(), 1e-4
+            ),
+        ]
+
+    def sample_consumers(self) -> dict[str, nn.Module]:
+        return {"estimator": self.estimator, "discriminator": self.discriminator}
+
+    def training_step(self, real: Tensor, batch_idx: int) -> None:
+        g_opt, d_opt = self.optimizers()
+        n = real.shape[0]
+        teaching = self.iteration >= self.warmup_iterations
+        logs = {}
+        if teaching:
+            logs["train/e_loss"] = self.teacher.update(lambda: self.sample(n))
+        d_loss = objectives.d_loss(self.discriminator(real), self.discriminator(self.sample(n)))
+        self.optimizer_step_on(d_opt, d_loss)
+        g_loss = self.gan_weight * objectives.g_loss(self.discriminator(self.fake(n)))
+        if teaching:
+            teach_loss = self.teacher.loss(lambda: self.fake(n), real)
+            g_loss = g_loss + teach_loss
+            logs["train/teach_loss"] = teach_loss.detach()
+        self.generator_step(g_opt, g_loss)
+        logs |= {"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}
+        self.log_dict(logs, prog_bar=True)

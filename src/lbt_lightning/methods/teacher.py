@@ -1,0 +1,97 @@
+"""The estimator and its one persistent optimizer state, shared by the real update and the unroll."""
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from lbt_lightning import objectives
+from lbt_lightning.estimators.base import DensityEstimator
+from lbt_lightning.objectives import INNER_OPTIMIZERS, InnerState
+
+
+class Teacher(nn.Module):
+    """Holds φ and the estimator's Adam state (m, v, t) as buffers so Lightning checkpoints them.
+
+    ``update`` is the estimator's real training (PAPER.md §2.1 point 1): ``estimator_steps × K``
+    steps at ``estimator_lr`` on detached generated samples, written back. ``loss`` is the
+    generator's teaching loss: a fresh differentiable K-step unroll at ``unroll_lr`` from the
+    just-updated (φ, m, v, t), never written back, evaluated on real data.
+    """
+
+    def __init__(
+        self,
+        estimator: DensityEstimator,
+        *,
+        unroll_steps: int,
+        unroll_lr: float,
+        estimator_lr: float,
+        estimator_steps: int,
+        inner_optimizer: Literal["adam", "sgd"],
+        first_order: bool,
+    ):
+        super().__init__()
+        if not isinstance(estimator, DensityEstimator):
+            raise ValueError(f"estimator must be a DensityEstimator, got {type(estimator).__name__}")
+        for name, value in (("unroll_steps", unroll_steps), ("estimator_steps", estimator_steps)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name, value in (("unroll_lr", unroll_lr), ("estimator_lr", estimator_lr)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if inner_optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
+        self.estimator = estimator
+        self.unroll_steps, self.unroll_lr = unroll_steps, unroll_lr
+        self.estimator_steps, self.estimator_lr = estimator_steps, estimator_lr
+        self.inner_optimizer, self.first_order = inner_optimizer, first_order
+        self.names = [k for k, _ in estimator.named_parameters()]
+        for i, (_, p) in enumerate(estimator.named_parameters()):
+            self.register_buffer(f"m{i}", torch.zeros_like(p))
+            self.register_buffer(f"v{i}", torch.zeros_like(p))
+        # float64 so that β^t and the bias correction are exact for millions of steps
+        self.register_buffer("t", torch.zeros((), dtype=torch.float64))
+
+    def state(self) -> InnerState:
+        m = {k: getattr(self, f"m{i}") for i, k in enumerate(self.names)}
+        v = {k: getattr(self, f"v{i}") for i, k in enumerate(self.names)}
+        return InnerState(m, v, self.t)
+
+    def _unroll(self, sample_fake: Callable[[], Tensor], steps: int, lr: float, **kwargs):
+        return objectives.unroll(
+            self.estimator,
+            objectives.detached_params(self.estimator),
+            self.state(),
+            sample_fake,
+            steps=steps,
+            lr=lr,
+            inner_optimizer=self.inner_optimizer,
+            **kwargs,
+        )
+
+    @torch.no_grad()
+    def _assign(self, params: objectives.Params, state: InnerState) -> None:
+        for i, (k, p) in enumerate(self.estimator.named_parameters()):
+            p.copy_(params[k])
+            getattr(self, f"m{i}").copy_(state.m[k])
+            getattr(self, f"v{i}").copy_(state.v[k])
+        self.t.copy_(state.t)
+
+    def update(self, sample_fake: Callable[[], Tensor], reduce_grads=None) -> Tensor:
+        """Train the estimator on generated samples; returns e_loss = -ELBO of the last fake batch."""
+        with torch.enable_grad():
+            result = self._unroll(
+                lambda: sample_fake().detach(),
+                self.estimator_steps * self.unroll_steps,
+                self.estimator_lr,
+                create_graph=False,
+                reduce_grads=reduce_grads,
+            )
+        self._assign(result.params, result.state)
+        return -result.log_prob
+
+    def loss(self, sample_fake: Callable[[], Tensor], real: Tensor) -> Tensor:
+        """Teaching loss -mean log p_{φ^K}(real), differentiable w.r.t. the generator."""
+        result = self._unroll(sample_fake, self.unroll_steps, self.unroll_lr, first_order=self.first_order)
+        return objectives.teaching_loss(self.estimator, result.params, real)

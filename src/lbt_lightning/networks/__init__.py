@@ -1,0 +1,5 @@
+"""Generators and discriminators: plain ``nn.Module``s that know nothing about training."""
+
+from lbt_lightning.networks.mlp import MLP, MLPDiscriminator, MLPGenerator
+
+__all__ = ["MLP", "MLPDiscriminator", "MLPGenerator"]

@@ -1,0 +1,139 @@
+"""Pure functions: GAN losses, the differentiable unrolled inner optimizer, the teaching loss.
+
+The unroll follows the authors' code (PAPER.md §2.1): K gradient-*ascent* steps on
+``mean log_prob(G(z))`` with fresh z per step, using a Keras-style Adam (ε inside the square
+root, bias correction from a persistent step counter t, the second moment v detached, the first
+moment m and the gradient kept in the graph), or plain SGD.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+InnerOptimizer = Literal["adam", "sgd"]
+INNER_OPTIMIZERS = ("adam", "sgd")
+Params = dict[str, Tensor]
+
+
+class InnerState(NamedTuple):
+    """Adam state of the estimator: first and second moments per parameter, step counter."""
+
+    m: Params
+    v: Params
+    t: Tensor
+
+
+class Unrolled(NamedTuple):
+    """Result of :func:`unroll`: φ^K, the optimizer state after K steps, and the mean
+    ``log_prob`` of the last fake batch (detached, for logging)."""
+
+    params: Params
+    state: InnerState
+    log_prob: Tensor
+
+
+class AdamConfig(NamedTuple):
+    """The unrolled Adam's constants (PAPER.md §2.1 point 3: β1 0.5, β2 0.999, ε 1e-8)."""
+
+    beta1: float = 0.5
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+def d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """Discriminator BCE: real labelled 1, fake labelled 0."""
+    ones, zeros = torch.ones_like(d_real), torch.zeros_like(d_fake)
+    real = F.binary_cross_entropy_with_logits(d_real, ones)
+    return real + F.binary_cross_entropy_with_logits(d_fake, zeros)
+
+
+def g_loss(d_fake: Tensor) -> Tensor:
+    """Non-saturating generator loss, -log σ(D(G(z)))."""
+    return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+
+
+def detached_params(module: nn.Module) -> Params:
+    """Leaf copies of the parameters: the unroll's φ⁰, constant with respect to the generator."""
+    return {k: p.detach().requires_grad_() for k, p in module.named_parameters()}
+
+
+def adam_step(
+    params: Params, grads: Sequence[Tensor], state: InnerState, lr: float, cfg: AdamConfig
+) -> tuple[Params, InnerState]:
+    """One Adam *ascent* step; differentiable through m and the gradients, v detached."""
+    t = state.t + 1
+    lr_t = lr * torch.sqrt(1 - cfg.beta2**t) / (1 - cfg.beta1**t)
+    new_params, m, v = {}, {}, {}
+    for (k, p), g in zip(params.items(), grads):
+        m[k] = cfg.beta1 * state.m[k] + (1 - cfg.beta1) * g
+        v[k] = (cfg.beta2 * state.v[k] + (1 - cfg.beta2) * g.square()).detach()
+        new_params[k] = p + lr_t * m[k] / torch.sqrt(v[k] + cfg.eps)
+    return new_params, InnerState(m, v, t)
+
+
+def sgd_step(params: Params, grads: Sequence[Tensor], state: InnerState, lr: float) -> tuple[Params, InnerState]:
+    """One SGD ascent step; the Adam moments are carried through untouched."""
+    new_params = {k: p + lr * g for (k, p), g in zip(params.items(), grads)}
+    return new_params, InnerState(state.m, state.v, state.t)
+
+
+def unroll(
+    estimator: nn.Module,
+    params: Params,
+    state: InnerState,
+    sample_fake: Callable[[], Tensor],
+    *,
+    steps: int,
+    lr: float,
+    inner_optimizer: InnerOptimizer = "adam",
+    first_order: bool = False,
+    create_graph: bool = True,
+    adam: AdamConfig = AdamConfig(),
+    reduce_grads: Callable[[list[Tensor]], list[Tensor]] | None = None,
+) -> Unrolled:
+    """K ascent steps of the estimator's optimizer on ``mean log_prob(sample_fake())``.
+
+    Arguments:
+        estimator: Evaluated through ``functional_call`` at ``params``.
+        params: φ⁰, e.g. :func:`detached_params`.
+        state: Optimizer state (m, v, t) that the first step continues from.
+        sample_fake: Returns a fresh generated batch each call.
+        steps: K.
+        lr: Learning rate.
+        inner_optimizer: ``"adam"`` (the paper's) or ``"sgd"``.
+        first_order: Take each inner gradient at detached parameters. The result still depends
+            on the generator through the samples (∂²log p/∂φ∂x), but the Hessian terms
+            ∂g_k/∂φ^k along the trajectory are dropped.
+        create_graph: Keep the graph so the result can be differentiated; ``False`` gives the
+            estimator's real (non-differentiable) update.
+        reduce_grads: Applied to every inner gradient, e.g. an all-reduce across processes.
+
+    Returns:
+        :class:`Unrolled` with φ^K, the state after K steps and the last mean log-prob.
+    """
+    if inner_optimizer not in INNER_OPTIMIZERS:
+        raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    for _ in range(steps):
+        at = {k: p.detach().requires_grad_() for k, p in params.items()} if first_order else params
+        log_prob = functional_call(estimator, at, (sample_fake(),)).mean()
+        grads = list(torch.autograd.grad(log_prob, list(at.values()), create_graph=create_graph))
+        if reduce_grads is not None:
+            grads = reduce_grads(grads)
+        if not create_graph:
+            params = {k: p.detach().requires_grad_() for k, p in params.items()}
+        if inner_optimizer == "adam":
+            params, state = adam_step(params, grads, state, lr, adam)
+        else:
+            params, state = sgd_step(params, grads, state, lr)
+    return Unrolled(params, state, log_prob.detach())
+
+
+def teaching_loss(estimator: nn.Module, params: Params, real: Tensor) -> Tensor:
+    """The generator's LBT loss, ``-mean log p_{φ^K}(x_real)`` (forward KL up to a constant)."""
+    return -functional_call(estimator, params, (real,)).mean()
