@@ -39,6 +39,14 @@ def output_dir(trainer: pl.Trainer, name: str) -> Path:
     return path
 
 
+def log_metrics(trainer: pl.Trainer, pl_module: pl.LightningModule, values: dict[str, float], step: int) -> None:
+    """Write evaluation scalars to every logger at ``step`` (whatever ``log_every_n_steps`` is)
+    and show them in the progress bar and ``trainer.callback_metrics``."""
+    pl_module.log_dict({k: float(v) for k, v in values.items()}, prog_bar=True, logger=False)
+    for logger in trainer.loggers:
+        logger.log_metrics(dict(values), step=step)
+
+
 def log_figure(trainer: pl.Trainer, key: str, fig: Figure, path: Path, step: int) -> None:
     """Save ``fig`` as PNG at ``path`` and send it to every logger that takes pictures:
     W&B (``log_image``) and TensorBoard (``add_figure``); CSV keeps only the PNG."""

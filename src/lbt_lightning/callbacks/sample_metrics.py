@@ -1,9 +1,8 @@
 """Mode coverage of generator samples, logged as val/modes, val/hq, val/kl."""
 
 import pytorch_lightning as pl
-import torch
 
-from lbt_lightning.callbacks.periodic import EveryNIterations
+from lbt_lightning.callbacks.periodic import EveryNIterations, log_metrics
 from lbt_lightning.metrics.mode_coverage import ModeCoverage
 
 
@@ -40,4 +39,4 @@ class ModeCoverageCallback(EveryNIterations):
         metric.update(pl_module.sample(n))
         values = metric.compute()
         self.last = {f"val/{k}": float(v) for k, v in values.items()}
-        pl_module.log_dict({k: torch.tensor(v) for k, v in self.last.items()}, prog_bar=True, sync_dist=False)
+        log_metrics(trainer, pl_module, self.last, step=iteration)

@@ -107,7 +107,7 @@ class GridDataModule(MixtureDataModule):
     ):
         super().__init__(sigma=sigma, batch_size=batch_size)
         side = math.isqrt(num_modes) if isinstance(num_modes, int) and num_modes > 0 else 0
-        if side * side != num_modes:
+        if side < 1 or side * side != num_modes:
             raise ValueError(f"num_modes must be a perfect square >= 1 (4, 9, ..., 100), got {num_modes!r}")
         if not spacing > 0:
             raise ValueError(f"spacing must be > 0, got {spacing!r}")

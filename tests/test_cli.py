@@ -1,0 +1,90 @@
+"""Every config instantiates through the CLI; bad input is refused; a short fit writes outputs."""
+
+import subprocess
+import sys
+
+import pytest
+
+from lbt_lightning.cli import main
+from lbt_lightning.methods.base import GenerativeModule
+
+from paths import EXPERIMENTS, ROOT
+
+TRAINER = str(EXPERIMENTS / "trainer.yaml")
+OVERLAYS = {"trainer.yaml", "wandb.yaml"}
+CONFIGS = sorted(p for p in EXPERIMENTS.rglob("*.yaml") if p.name not in OVERLAYS and p.parent != EXPERIMENTS)
+
+
+def config_id(path):
+    return str(path.relative_to(EXPERIMENTS))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_config_instantiates(config, tmp_cwd):
+    cli = main(["--config", TRAINER, "--config", str(config)], run=False)
+    assert isinstance(cli.model, GenerativeModule)
+    assert cli.datamodule is not None
+
+
+def test_unknown_class_path_is_refused(tmp_cwd, capsys):
+    with pytest.raises(SystemExit):
+        main(
+            ["--config", TRAINER, "--config", str(EXPERIMENTS / "ring/gan.yaml"),
+             "--model.init_args.generator.class_path", "lbt_lightning.networks.NoSuchGenerator"],
+            run=False,
+        )
+    assert "NoSuchGenerator" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("--data.init_args.sigma=-0.1", "sigma"),
+        ("--data.init_args.num_modes=0", "num_modes"),
+        ("--model.init_args.clip_grad_norm=-1", "clip_grad_norm"),
+    ],
+)
+def test_bad_value_is_refused_before_training(override, field, tmp_cwd, capsys):
+    with pytest.raises((SystemExit, ValueError)) as info:
+        main(["--config", TRAINER, "--config", str(EXPERIMENTS / "ring/gan.yaml"), override], run=False)
+    message = str(info.value) + capsys.readouterr().err
+    assert field in message
+
+
+def test_grid_size_must_be_square(tmp_cwd, capsys):
+    with pytest.raises((SystemExit, ValueError)) as info:
+        main(["--config", TRAINER, "--config", str(EXPERIMENTS / "grid/gan.yaml"),
+              "--data.init_args.num_modes=10"], run=False)
+    assert "perfect square" in str(info.value) + capsys.readouterr().err
+
+
+def test_short_fit_writes_metrics_and_scatter(tmp_cwd):
+    main(
+        ["fit", "--config", TRAINER, "--config", str(EXPERIMENTS / "ring/gan.yaml"),
+         "--trainer.limit_train_batches=20", "--trainer.enable_progress_bar=false",
+         "--trainer.callbacks.init_args.every_n_iterations=10"],
+    )
+    runs = list((tmp_cwd / "runs").rglob("metrics.csv"))
+    assert len(runs) == 1
+    text = runs[0].read_text()
+    assert "val/modes" in text and "val/hq" in text and "val/kl" in text
+    pngs = sorted(p.name for p in (runs[0].parent / "samples").glob("*.png"))
+    assert pngs == ["scatter_0000010.png", "scatter_0000020.png"]
+
+
+@pytest.mark.parametrize("command", [["lightning"], ["lbt"], [sys.executable, "-m", "lbt_lightning"]])
+def test_entry_points_list_subcommands(command):
+    if command[0] != sys.executable:
+        command = [str(ROOT / ".venv/bin" / command[0])] if (ROOT / ".venv/bin" / command[0]).exists() else command
+    out = subprocess.run([*command, "--help"], capture_output=True, text=True, check=True).stdout
+    for sub in ("fit", "validate", "test", "predict"):
+        assert sub in out
+
+
+def test_lightning_unknown_command_is_explained():
+    exe = ROOT / ".venv/bin/lightning"
+    if not exe.exists():
+        pytest.skip("console script not installed")
+    result = subprocess.run([str(exe), "login"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "lightning-sdk" in result.stderr or "lightning_sdk" in result.stderr

@@ -1,0 +1,104 @@
+"""One training step of every method changes what it should."""
+
+import copy
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lbt_lightning.data import RingDataModule
+from lbt_lightning.estimators import VAE
+from lbt_lightning.methods import GAN, LBT, LBTGAN
+from lbt_lightning.networks import MLPDiscriminator, MLPGenerator
+
+
+def build(method, **kwargs):
+    g = MLPGenerator(z_dim=8, hidden=[16])
+    if method is GAN:
+        return GAN(g, MLPDiscriminator(hidden=[16]), **kwargs)
+    est = VAE(latent_dim=4, hidden=[16])
+    if method is LBT:
+        return LBT(g, est, unroll_steps=2, estimator_steps=1, **kwargs)
+    return LBTGAN(g, est, MLPDiscriminator(hidden=[16]), unroll_steps=2, estimator_steps=1, **kwargs)
+
+
+def fit(model, iterations=1):
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=iterations,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, RingDataModule(batch_size=32))
+    return trainer
+
+
+def changed(before, after):
+    return any(not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("method", [GAN, LBT, LBTGAN])
+def test_one_step_changes_generator_and_estimator(method):
+    model = build(method)
+    before = copy.deepcopy(model)
+    trainer = fit(model)
+    assert int(model.iteration) == 1
+    assert changed(before.generator, model.generator)
+    if method is not GAN:
+        assert changed(before.estimator, model.estimator)
+        assert float(model.teacher.t) == 2  # estimator_steps * unroll_steps Adam steps
+    if method is not LBT:
+        assert changed(before.discriminator, model.discriminator)
+    logged = set(trainer.logged_metrics)
+    assert "train/g_loss" in logged
+    if method is not GAN:
+        assert {"train/e_loss", "train/teach_loss"} <= logged
+
+
+def test_training_length_counts_iterations_not_optimizer_steps():
+    model = build(LBTGAN)
+    trainer = fit(model, iterations=5)
+    assert int(model.iteration) == 5
+    assert trainer.global_step == 10  # two optimizers step per iteration
+
+
+def test_warmup_skips_the_estimator():
+    model = build(LBTGAN, warmup_iterations=2)
+    before = copy.deepcopy(model)
+    fit(model, iterations=2)
+    assert not changed(before.estimator, model.estimator)
+    fit(model, iterations=1)
+    assert changed(before.estimator, model.estimator)
+
+
+def test_max_steps_is_refused():
+    trainer = pl.Trainer(max_steps=10, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    with pytest.raises(ValueError, match="limit_train_batches"):
+        trainer.fit(build(GAN), RingDataModule(batch_size=8))
+
+
+def test_shape_mismatch_names_both_shapes():
+    g = MLPGenerator(z_dim=4, out_features=3, hidden=[8])
+    model = LBT(g, VAE(data_shape=[3], hidden=[8]))
+    with pytest.raises(ValueError, match=r"generator output shape \(3,\) != data shape \(2,\)"):
+        fit(model)
+    model = GAN(MLPGenerator(z_dim=4, hidden=[8]), MLPDiscriminator(in_features=3, hidden=[8]))
+    with pytest.raises(ValueError, match=r"\(2,\) != discriminator input shape \(3,\)"):
+        fit(model)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"gan_weight": -0.1}, "gan_weight"), ({"warmup_iterations": -1}, "warmup_iterations"), ({"clip_grad_norm": 0.0}, "clip_grad_norm")],
+)
+def test_bad_method_arguments_are_named(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        build(LBTGAN, **kwargs)
+
+
+def test_non_positive_learning_rate_is_named():
+    model = build(GAN, generator_optimizer=lambda p: torch.optim.Adam(p, lr=-1.0))
+    with pytest.raises(ValueError, match="generator_optimizer"):
+        fit(model)

@@ -1,0 +1,177 @@
+"""The unrolled hypergradient against finite differences, and unroll = real update."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from lbt_lightning import objectives
+from lbt_lightning.estimators import VAE
+from lbt_lightning.methods.teacher import Teacher
+
+
+class TinyGenerator(nn.Module):
+    z_dim = 3
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+
+    def forward(self, z):
+        return self.net(z)
+
+
+def make_teacher(inner_optimizer="adam", first_order=False, steps=3, lr=0.05):
+    estimator = VAE(data_shape=[2], latent_dim=2, hidden=[5], x_log_var=-1.0).double()
+    teacher = Teacher(
+        estimator,
+        unroll_steps=steps,
+        unroll_lr=lr,
+        estimator_lr=3 * lr,
+        estimator_steps=1,
+        inner_optimizer=inner_optimizer,
+        first_order=first_order,
+    ).double()
+    # A mid-training state: non-zero moments and step counter exercise the bias correction.
+    for name, buf in teacher.named_buffers():
+        if name.startswith("m"):
+            buf.copy_(0.1 * torch.randn_like(buf))
+        elif name.startswith("v"):
+            buf.copy_(0.01 * torch.rand_like(buf) + 1e-3)
+    teacher.t.fill_(4)
+    return teacher
+
+
+class ReplayV:
+    """Adam step whose detached second moment is recorded on the first run and replayed after.
+
+    The paper's Adam stops the gradient through v, so the hypergradient is the derivative of
+    the unroll *with v held at its values*; finite differences must hold it too.
+    """
+
+    def __init__(self):
+        self.recorded, self.i = [], 0
+
+    def __call__(self, params, grads, state, lr, cfg):
+        new_params, new_state = ADAM_STEP(params, grads, state, lr, cfg)
+        if self.i < len(self.recorded):
+            v = self.recorded[self.i]
+            lr_t = lr * torch.sqrt(1 - cfg.beta2**new_state.t) / (1 - cfg.beta1**new_state.t)
+            new_params = {k: p + lr_t * new_state.m[k] / torch.sqrt(v[k] + cfg.eps) for k, p in params.items()}
+            new_state = objectives.InnerState(new_state.m, v, new_state.t)
+        else:
+            self.recorded.append({k: t.detach().clone() for k, t in new_state.v.items()})
+        self.i += 1
+        return new_params, new_state
+
+
+ADAM_STEP = objectives.adam_step
+
+
+def teaching_loss(teacher, generator, real):
+    torch.manual_seed(123)  # the same z and VAE noise at every evaluation
+    return teacher.loss(lambda: generator(torch.randn(16, 3, dtype=torch.float64)), real)
+
+
+@pytest.mark.parametrize("inner_optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("steps", [1, 3])
+def test_hypergradient_matches_finite_differences(inner_optimizer, steps, monkeypatch):
+    generator = TinyGenerator().double()
+    teacher = make_teacher(inner_optimizer, steps=steps)
+    real = torch.randn(32, 2, dtype=torch.float64)
+    replay = ReplayV()
+    monkeypatch.setattr(objectives, "adam_step", replay)
+
+    params = list(generator.parameters())
+    grads = torch.autograd.grad(teaching_loss(teacher, generator, real), params)
+    analytic = torch.cat([g.flatten() for g in grads])
+
+    numeric, h = [], 1e-5
+    for p in params:
+        flat = p.data.view(-1)
+        for i in range(p.numel()):
+            old = flat[i].item()
+            values = []
+            for x in (old + h, old - h):
+                flat[i] = x
+                replay.i = 0
+                values.append(teaching_loss(teacher, generator, real).item())
+            flat[i] = old
+            numeric.append((values[0] - values[1]) / (2 * h))
+    numeric = torch.tensor(numeric, dtype=torch.float64)
+    assert analytic.norm() > 1e-3  # the teaching signal is not trivially zero
+    rel = (analytic - numeric).norm() / numeric.norm()
+    assert rel < 1e-6, f"relative error {rel:.2e}"
+
+
+def test_first_order_differs_from_full():
+    generator = TinyGenerator().double()
+    real = torch.randn(32, 2, dtype=torch.float64)
+    full, first = make_teacher(steps=3), make_teacher(first_order=True, steps=3)
+    first.load_state_dict(full.state_dict())
+    g_full = torch.autograd.grad(teaching_loss(full, generator, real), list(generator.parameters()))
+    g_first = torch.autograd.grad(teaching_loss(first, generator, real), list(generator.parameters()))
+    full_vec = torch.cat([g.flatten() for g in g_full])
+    first_vec = torch.cat([g.flatten() for g in g_first])
+    assert first_vec.norm() > 0
+    assert (full_vec - first_vec).norm() / full_vec.norm() > 1e-3
+
+
+@pytest.mark.parametrize("inner_optimizer", ["adam", "sgd"])
+def test_unroll_equals_real_update(inner_optimizer):
+    """The differentiable unroll's values equal the estimator's real update on the same samples."""
+    teacher = make_teacher(inner_optimizer, steps=4).float()
+    teacher.estimator_lr = teacher.unroll_lr  # compare at one learning rate
+    samples = [torch.randn(16, 2) for _ in range(4)]
+    before = copy.deepcopy(teacher)
+
+    torch.manual_seed(7)
+    feed = iter(samples)
+    unrolled = objectives.unroll(
+        before.estimator,
+        objectives.detached_params(before.estimator),
+        before.state(),
+        lambda: next(feed),
+        steps=4,
+        lr=teacher.unroll_lr,
+        inner_optimizer=inner_optimizer,
+    )
+    torch.manual_seed(7)
+    feed = iter(samples)
+    teacher.update(lambda: next(feed))
+
+    for name, p in teacher.estimator.named_parameters():
+        torch.testing.assert_close(p, unrolled.params[name].detach(), atol=1e-6, rtol=1e-5)
+        assert not torch.equal(p, before.estimator.get_parameter(name))
+    state = teacher.state()
+    for name in state.m:
+        torch.testing.assert_close(state.m[name], unrolled.state.m[name].detach(), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(state.v[name], unrolled.state.v[name], atol=1e-6, rtol=1e-5)
+    expected_t = 8.0 if inner_optimizer == "adam" else 4.0
+    assert float(state.t) == float(unrolled.state.t) == expected_t
+
+
+def test_real_update_runs_estimator_steps_times_k():
+    teacher = make_teacher(steps=5)
+    teacher.estimator_steps = 2
+    calls = []
+    teacher.update(lambda: calls.append(1) or torch.randn(8, 2, dtype=torch.float64))
+    assert len(calls) == 10 and float(teacher.t) == 4 + 10
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"unroll_steps": 0}, "unroll_steps"),
+        ({"estimator_steps": 0}, "estimator_steps"),
+        ({"unroll_lr": 0.0}, "unroll_lr"),
+        ({"estimator_lr": -1.0}, "estimator_lr"),
+        ({"inner_optimizer": "rmsprop"}, "inner_optimizer"),
+    ],
+)
+def test_bad_teacher_arguments_are_named(kwargs, field):
+    args = dict(unroll_steps=5, unroll_lr=1e-4, estimator_lr=3e-4, estimator_steps=2, inner_optimizer="adam")
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=field):
+        Teacher(VAE(), first_order=False, **args)
