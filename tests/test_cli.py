@@ -4,11 +4,10 @@ import subprocess
 import sys
 
 import pytest
+from paths import EXPERIMENTS, ROOT
 
 from lbt_lightning.cli import main
 from lbt_lightning.methods.base import GenerativeModule
-
-from paths import EXPERIMENTS, ROOT
 
 TRAINER = str(EXPERIMENTS / "trainer.yaml")
 OVERLAYS = {"trainer.yaml", "wandb.yaml"}
@@ -29,8 +28,14 @@ def test_config_instantiates(config, tmp_cwd):
 def test_unknown_class_path_is_refused(tmp_cwd, capsys):
     with pytest.raises(SystemExit):
         main(
-            ["--config", TRAINER, "--config", str(EXPERIMENTS / "ring/gan.yaml"),
-             "--model.init_args.generator.class_path", "lbt_lightning.networks.NoSuchGenerator"],
+            [
+                "--config",
+                TRAINER,
+                "--config",
+                str(EXPERIMENTS / "ring/gan.yaml"),
+                "--model.init_args.generator.class_path",
+                "lbt_lightning.networks.NoSuchGenerator",
+            ],
             run=False,
         )
     assert "NoSuchGenerator" in capsys.readouterr().err
@@ -53,16 +58,25 @@ def test_bad_value_is_refused_before_training(override, field, tmp_cwd, capsys):
 
 def test_grid_size_must_be_square(tmp_cwd, capsys):
     with pytest.raises((SystemExit, ValueError)) as info:
-        main(["--config", TRAINER, "--config", str(EXPERIMENTS / "grid/gan.yaml"),
-              "--data.init_args.num_modes=10"], run=False)
+        main(
+            ["--config", TRAINER, "--config", str(EXPERIMENTS / "grid/gan.yaml"), "--data.init_args.num_modes=10"],
+            run=False,
+        )
     assert "perfect square" in str(info.value) + capsys.readouterr().err
 
 
 def test_short_fit_writes_metrics_and_scatter(tmp_cwd):
     main(
-        ["fit", "--config", TRAINER, "--config", str(EXPERIMENTS / "ring/gan.yaml"),
-         "--trainer.limit_train_batches=20", "--trainer.enable_progress_bar=false",
-         "--trainer.callbacks.init_args.every_n_iterations=10"],
+        [
+            "fit",
+            "--config",
+            TRAINER,
+            "--config",
+            str(EXPERIMENTS / "ring/gan.yaml"),
+            "--trainer.limit_train_batches=20",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.callbacks.init_args.every_n_iterations=10",
+        ],
     )
     runs = list((tmp_cwd / "runs").rglob("metrics.csv"))
     assert len(runs) == 1

@@ -91,7 +91,11 @@ def test_shape_mismatch_names_both_shapes():
 
 @pytest.mark.parametrize(
     "kwargs, field",
-    [({"gan_weight": -0.1}, "gan_weight"), ({"warmup_iterations": -1}, "warmup_iterations"), ({"clip_grad_norm": 0.0}, "clip_grad_norm")],
+    [
+        ({"gan_weight": -0.1}, "gan_weight"),
+        ({"warmup_iterations": -1}, "warmup_iterations"),
+        ({"clip_grad_norm": 0.0}, "clip_grad_norm"),
+    ],
 )
 def test_bad_method_arguments_are_named(kwargs, field):
     with pytest.raises(ValueError, match=field):

@@ -129,10 +129,9 @@ def test_unroll_equals_real_update(inner_optimizer):
     torch.manual_seed(7)
     feed = iter(samples)
     unrolled = objectives.unroll(
-        before.estimator,
+        objectives.log_likelihood(before.estimator, lambda: next(feed)),
         objectives.detached_params(before.estimator),
         before.state(),
-        lambda: next(feed),
         steps=4,
         lr=teacher.unroll_lr,
         inner_optimizer=inner_optimizer,

@@ -28,12 +28,12 @@ class InnerState(NamedTuple):
 
 
 class Unrolled(NamedTuple):
-    """Result of :func:`unroll`: φ^K, the optimizer state after K steps, and the mean
-    ``log_prob`` of the last fake batch (detached, for logging)."""
+    """Result of :func:`unroll`: φ^K, the optimizer state after K steps, and the objective at
+    the last step (detached, for logging)."""
 
     params: Params
     state: InnerState
-    log_prob: Tensor
+    value: Tensor
 
 
 class AdamConfig(NamedTuple):
@@ -81,11 +81,15 @@ def sgd_step(params: Params, grads: Sequence[Tensor], state: InnerState, lr: flo
     return new_params, InnerState(state.m, state.v, state.t)
 
 
+def log_likelihood(estimator: nn.Module, sample_fake: Callable[[], Tensor]) -> Callable[[Params], Tensor]:
+    """The estimator's inner objective: ``mean log p_φ(sample_fake())``, fresh samples per call."""
+    return lambda params: functional_call(estimator, params, (sample_fake(),)).mean()
+
+
 def unroll(
-    estimator: nn.Module,
+    objective: Callable[[Params], Tensor],
     params: Params,
     state: InnerState,
-    sample_fake: Callable[[], Tensor],
     *,
     steps: int,
     lr: float,
@@ -95,25 +99,25 @@ def unroll(
     adam: AdamConfig = AdamConfig(),
     reduce_grads: Callable[[list[Tensor]], list[Tensor]] | None = None,
 ) -> Unrolled:
-    """K ascent steps of the estimator's optimizer on ``mean log_prob(sample_fake())``.
+    """K ascent steps of an optimizer on ``objective(params)``.
 
     Arguments:
-        estimator: Evaluated through ``functional_call`` at ``params``.
+        objective: Scalar to maximise at the given parameters, e.g. :func:`log_likelihood`;
+            called once per step, so it should draw fresh samples each call.
         params: φ⁰, e.g. :func:`detached_params`.
         state: Optimizer state (m, v, t) that the first step continues from.
-        sample_fake: Returns a fresh generated batch each call.
         steps: K.
         lr: Learning rate.
         inner_optimizer: ``"adam"`` (the paper's) or ``"sgd"``.
         first_order: Take each inner gradient at detached parameters. The result still depends
-            on the generator through the samples (∂²log p/∂φ∂x), but the Hessian terms
-            ∂g_k/∂φ^k along the trajectory are dropped.
-        create_graph: Keep the graph so the result can be differentiated; ``False`` gives the
-            estimator's real (non-differentiable) update.
+            on the outer variables through the samples (e.g. ∂²log p/∂φ∂x), but the Hessian
+            terms ∂g_k/∂φ^k along the trajectory are dropped.
+        create_graph: Keep the graph so the result can be differentiated; ``False`` gives a
+            real (non-differentiable) update.
         reduce_grads: Applied to every inner gradient, e.g. an all-reduce across processes.
 
     Returns:
-        :class:`Unrolled` with φ^K, the state after K steps and the last mean log-prob.
+        :class:`Unrolled` with φ^K, the state after K steps and the last objective value.
     """
     if inner_optimizer not in INNER_OPTIMIZERS:
         raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
@@ -121,8 +125,8 @@ def unroll(
         raise ValueError(f"steps must be >= 1, got {steps}")
     for _ in range(steps):
         at = {k: p.detach().requires_grad_() for k, p in params.items()} if first_order else params
-        log_prob = functional_call(estimator, at, (sample_fake(),)).mean()
-        grads = list(torch.autograd.grad(log_prob, list(at.values()), create_graph=create_graph))
+        value = objective(at)
+        grads = list(torch.autograd.grad(value, list(at.values()), create_graph=create_graph))
         if reduce_grads is not None:
             grads = reduce_grads(grads)
         if not create_graph:
@@ -131,7 +135,7 @@ def unroll(
             params, state = adam_step(params, grads, state, lr, adam)
         else:
             params, state = sgd_step(params, grads, state, lr)
-    return Unrolled(params, state, log_prob.detach())
+    return Unrolled(params, state, value.detach())
 
 
 def teaching_loss(estimator: nn.Module, params: Params, real: Tensor) -> Tensor:

@@ -60,10 +60,9 @@ class Teacher(nn.Module):
 
     def _unroll(self, sample_fake: Callable[[], Tensor], steps: int, lr: float, **kwargs):
         return objectives.unroll(
-            self.estimator,
+            objectives.log_likelihood(self.estimator, sample_fake),
             objectives.detached_params(self.estimator),
             self.state(),
-            sample_fake,
             steps=steps,
             lr=lr,
             inner_optimizer=self.inner_optimizer,
@@ -89,7 +88,7 @@ class Teacher(nn.Module):
                 reduce_grads=reduce_grads,
             )
         self._assign(result.params, result.state)
-        return -result.log_prob
+        return -result.value
 
     def loss(self, sample_fake: Callable[[], Tensor], real: Tensor) -> Tensor:
         """Teaching loss -mean log p_{φ^K}(real), differentiable w.r.t. the generator."""
