@@ -5,7 +5,7 @@ import torch
 from torch.func import functional_call
 
 import lbt_lightning.estimators as estimators_pkg
-from lbt_lightning.estimators import VAE, DensityEstimator
+from lbt_lightning.estimators import VAE, DensityEstimator, Flow, GaussianMixture
 
 # name -> (factory, sample batch)
 ESTIMATORS = {
@@ -17,6 +17,12 @@ ESTIMATORS = {
     "vae_bernoulli": (
         lambda: VAE(data_shape=[3, 4, 4], latent_dim=3, hidden=[8], activation="relu", likelihood="bernoulli"),
         lambda: torch.rand(6, 3, 4, 4),
+    ),
+    "mixture": (lambda: GaussianMixture(data_shape=[2], components=3), lambda: torch.randn(6, 2)),
+    "flow_nsf": (lambda: Flow(data_shape=[2], hidden=[8], bins=4), lambda: torch.randn(6, 2)),
+    "flow_maf": (
+        lambda: Flow(data_shape=[3, 2, 2], flow="maf", hidden=[8], data_scale=0.5),
+        lambda: torch.randn(6, 3, 2, 2),
     ),
 }
 
