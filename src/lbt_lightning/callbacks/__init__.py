@@ -1,7 +1,9 @@
 """Thin callbacks: pl_module.sample(n) -> metric or plot -> logger."""
 
+from lbt_lightning.callbacks.checkpoint import IterationCheckpoint
+from lbt_lightning.callbacks.fid import ImageQuality
 from lbt_lightning.callbacks.periodic import EveryNIterations
 from lbt_lightning.callbacks.sample_metrics import ModeCoverageCallback
 from lbt_lightning.callbacks.sample_plots import ScatterPlot
 
-__all__ = ["EveryNIterations", "ModeCoverageCallback", "ScatterPlot"]
+__all__ = ["EveryNIterations", "ImageQuality", "IterationCheckpoint", "ModeCoverageCallback", "ScatterPlot"]

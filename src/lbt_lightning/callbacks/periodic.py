@@ -21,8 +21,7 @@ class EveryNIterations(pl.Callback):
         self.every_n_iterations = every_n_iterations
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        # Callbacks run before the module's own on_train_batch_end, which advances the counter.
-        iteration = int(pl_module.iteration) + 1
+        iteration = int(pl_module.iteration)
         last = batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop
         if iteration % self.every_n_iterations == 0 or last:
             self.evaluate(trainer, pl_module, iteration)

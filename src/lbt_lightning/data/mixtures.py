@@ -11,20 +11,24 @@ from torch.utils.data import DataLoader, IterableDataset
 class MixtureStream(IterableDataset):
     """Endless batches from an equal-weight isotropic Gaussian mixture.
 
-    The stream's generator is seeded from the global torch RNG when iteration starts (so
-    ``seed_everything`` makes it reproducible), offset by the process rank under DDP.
+    Batch i is a pure function of (seed, rank, i), so a run resumed at iteration N continues
+    with exactly the batches an uninterrupted run would have seen.
     """
 
-    def __init__(self, centers: Tensor, sigma: float, batch_size: int):
+    def __init__(self, centers: Tensor, sigma: float, batch_size: int, seed: int, start: int = 0):
         self.centers, self.sigma, self.batch_size = centers, sigma, batch_size
+        self.seed, self.start = seed, start
 
     def __iter__(self):
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        rng = torch.Generator().manual_seed(int(torch.randint(2**62, ())) + rank)
+        rng = torch.Generator()
+        index = self.start
         while True:
+            rng.manual_seed(hash((self.seed, rank, index)) % 2**63)
             idx = torch.randint(len(self.centers), (self.batch_size,), generator=rng)
             noise = torch.randn(self.batch_size, 2, generator=rng)
             yield self.centers[idx] + self.sigma * noise
+            index += 1
 
 
 class MixtureDataModule(pl.LightningDataModule):
@@ -33,24 +37,39 @@ class MixtureDataModule(pl.LightningDataModule):
     Arguments:
         sigma: Standard deviation of every component, > 0.
         batch_size: Real samples per iteration.
+        seed: Seed of the data stream; None draws it from the global torch RNG at setup, so
+            ``seed_everything`` makes runs reproducible.
     """
 
     data_shape = (2,)
 
-    def __init__(self, *, sigma: float, batch_size: int):
+    def __init__(self, *, sigma: float, batch_size: int, seed: int | None = None):
         super().__init__()
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        self.sigma, self.batch_size = float(sigma), batch_size
+        self.sigma, self.batch_size, self.seed = float(sigma), batch_size, seed
+        self._stream_seed = seed
 
     @property
     def centers(self) -> Tensor:
         raise NotImplementedError
 
+    def setup(self, stage: str) -> None:
+        # Drawn before a checkpoint restores the RNG, so a resumed run gets the same stream.
+        if self._stream_seed is None:
+            self._stream_seed = int(torch.randint(2**62, ()))
+
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(MixtureStream(self.centers, self.sigma, self.batch_size), batch_size=None)
+        if self._stream_seed is None:
+            self.setup("fit")
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        start = int(getattr(module, "iteration", 0))  # resumes mid-stream after a checkpoint
+        stream = MixtureStream(self.centers, self.sigma, self.batch_size, self._stream_seed, start)
+        # An own generator: creating the iterator would otherwise draw from the global RNG and
+        # shift the model's random stream in a resumed run.
+        return DataLoader(stream, batch_size=None, generator=torch.Generator())
 
 
 class RingDataModule(MixtureDataModule):
@@ -63,6 +82,7 @@ class RingDataModule(MixtureDataModule):
         radius: r > 0.
         sigma: Component standard deviation.
         batch_size: Real samples per iteration.
+        seed: Data stream seed (None: drawn from the global RNG at setup).
     """
 
     def __init__(
@@ -71,8 +91,9 @@ class RingDataModule(MixtureDataModule):
         radius: float = 1.0,  # PAPER.md §5.1 README: -mog_scale 1.0
         sigma: float = 0.1,  # PAPER.md §5.1 README: -mog_std 0.1
         batch_size: int = 512,  # PAPER.md §2.2
+        seed: int | None = None,
     ):
-        super().__init__(sigma=sigma, batch_size=batch_size)
+        super().__init__(sigma=sigma, batch_size=batch_size, seed=seed)
         if not isinstance(num_modes, int) or num_modes < 1:
             raise ValueError(f"num_modes must be an integer >= 1, got {num_modes!r}")
         if not radius > 0:
@@ -96,6 +117,7 @@ class GridDataModule(MixtureDataModule):
         spacing: Distance between neighbouring means, > 0.
         sigma: Component standard deviation.
         batch_size: Real samples per iteration.
+        seed: Data stream seed (None: drawn from the global RNG at setup).
     """
 
     def __init__(
@@ -104,8 +126,9 @@ class GridDataModule(MixtureDataModule):
         spacing: float = 0.2,  # PAPER.md §5.1 README: -mog_scale 0.2
         sigma: float = 0.01,  # PAPER.md §5.1 README: -mog_std 0.01
         batch_size: int = 2048,  # PAPER.md §2.2 grid
+        seed: int | None = None,
     ):
-        super().__init__(sigma=sigma, batch_size=batch_size)
+        super().__init__(sigma=sigma, batch_size=batch_size, seed=seed)
         side = math.isqrt(num_modes) if isinstance(num_modes, int) and num_modes > 0 else 0
         if side < 1 or side * side != num_modes:
             raise ValueError(f"num_modes must be a perfect square >= 1 (4, 9, ..., 100), got {num_modes!r}")

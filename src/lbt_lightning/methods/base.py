@@ -2,6 +2,7 @@
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 
@@ -9,26 +10,38 @@ class GenerativeModule(pl.LightningModule):
     """Base LightningModule for an implicit generator x = G(z), z ~ N(0, I).
 
     Methods use manual optimization. One *iteration* is one batch of real data and one generator
-    update; ``iteration`` counts them and is checkpointed. Lightning's ``global_step`` counts
-    optimizer steps instead (two per GAN iteration), so the training length is stated as
-    ``trainer.limit_train_batches`` with ``max_epochs: 1`` over the infinite data streams, and
-    ``trainer.max_steps`` is refused.
+    update; ``iteration`` is the 1-based number of the current iteration (during and after it,
+    so callbacks and checkpoints at the end of iteration N see N) and is checkpointed. Lightning's
+    ``global_step`` counts optimizer steps instead (two per GAN iteration), so the training
+    length is stated as ``trainer.limit_train_batches`` with ``max_epochs: 1`` over the endless
+    data streams, and ``trainer.max_steps`` is refused.
+
+    Non-finite guard: an update whose loss or gradient is NaN/inf is skipped (parameters and
+    optimizer state unchanged) and counted in ``train/skipped_steps``; after
+    ``max_consecutive_skips`` iterations in a row with a skip, training stops with an error.
 
     Arguments:
         generator: Maps z of shape (B, generator.z_dim) to samples. Must have ``z_dim``.
         clip_grad_norm: Global-norm clip of the generator gradient, or None.
+        max_consecutive_skips: Iterations in a row with a skipped update before stopping.
     """
 
-    def __init__(self, generator: nn.Module, *, clip_grad_norm: float | None = None):
+    def __init__(self, generator: nn.Module, *, clip_grad_norm: float | None = None, max_consecutive_skips: int = 10):
         super().__init__()
         if not isinstance(getattr(generator, "z_dim", None), int):
             raise ValueError(f"generator ({type(generator).__name__}) needs an int attribute z_dim")
         if clip_grad_norm is not None and not clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm must be > 0 or None, got {clip_grad_norm}")
+        if not isinstance(max_consecutive_skips, int) or max_consecutive_skips < 1:
+            raise ValueError(f"max_consecutive_skips must be an integer >= 1, got {max_consecutive_skips!r}")
         self.automatic_optimization = False
         self.generator = generator
         self.clip_grad_norm = clip_grad_norm
+        self.max_consecutive_skips = max_consecutive_skips
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
+        self._consecutive_skips = 0
+        self._skipped_this_iteration = False
 
     def noise(self, n: int) -> Tensor:
         return torch.randn(n, self.generator.z_dim, device=self.device)
@@ -52,7 +65,12 @@ class GenerativeModule(pl.LightningModule):
                 f"trainer.max_steps={self.trainer.max_steps} counts optimizer steps, not iterations; "
                 "set trainer.limit_train_batches to the number of iterations (with max_epochs: 1)"
             )
-        self._check_shapes()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # keeps a resumed run's random stream exact
+            self._check_shapes()
+        if self.global_rank > 0:
+            # seed_everything gives every rank the same seed; each rank must draw its own z
+            torch.manual_seed(int(torch.randint(2**62, ())) + self.global_rank)
 
     def _check_shapes(self) -> None:
         shape = tuple(self.sample(2).shape[1:])
@@ -64,16 +82,65 @@ class GenerativeModule(pl.LightningModule):
             if expected is not None and tuple(expected) != shape:
                 raise ValueError(f"generator output shape {shape} != {name} input shape {tuple(expected)}")
 
-    def optimizer_step_on(self, optimizer, loss: Tensor, clip: nn.Module | None = None) -> None:
-        """zero_grad, backward, optional global-norm clip of ``clip``'s gradients, step."""
+    # ---- updates -----------------------------------------------------------------------------
+
+    def all_reduce_mean(self, tensors: list[Tensor]) -> list[Tensor]:
+        """Average tensors over DDP ranks (identity on one process). Used for updates that do not
+        go through DDP's gradient hooks, e.g. the estimator's ``autograd.grad`` update."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return tensors
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        return [chunk.view_as(t) for chunk, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)]
+
+    def optimizer_step_on(self, optimizer, loss: Tensor, clip: nn.Module | None = None) -> bool:
+        """zero_grad, backward, optional global-norm clip of ``clip``'s gradients, step.
+        Skips the step (and returns False) when a gradient is not finite."""
         optimizer.zero_grad()
         self.manual_backward(loss)
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not (torch.isfinite(loss) and torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+            optimizer.zero_grad()
+            self.record_skip()
+            return False
         if clip is not None and self.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(clip.parameters(), self.clip_grad_norm)
         optimizer.step()
+        return True
 
-    def generator_step(self, optimizer, g_loss: Tensor) -> None:
-        self.optimizer_step_on(optimizer, g_loss, clip=self.generator)
+    def generator_step(self, optimizer, g_loss: Tensor) -> bool:
+        return self.optimizer_step_on(optimizer, g_loss, clip=self.generator)
+
+    def record_skip(self) -> None:
+        self.skipped_steps += 1
+        self._skipped_this_iteration = True
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self.iteration += 1
+        self._skipped_this_iteration = False
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.iteration += 1
+        self.log("train/skipped_steps", self.skipped_steps.float())
+        self._consecutive_skips = self._consecutive_skips + 1 if self._skipped_this_iteration else 0
+        if self._consecutive_skips >= self.max_consecutive_skips:
+            raise RuntimeError(
+                f"non-finite loss or gradient in {self._consecutive_skips} consecutive iterations "
+                f"(up to iteration {int(self.iteration)}); updates were skipped. Lower the learning rates, "
+                "check the data, or raise max_consecutive_skips."
+            )
+
+    # ---- checkpointing -----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning does not checkpoint RNG state; without it a resumed run draws other z.
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states is not None:
+            torch.set_rng_state(states["torch"])
+            if "cuda" in states and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])

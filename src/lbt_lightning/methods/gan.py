@@ -17,6 +17,7 @@ class GAN(GenerativeModule):
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         discriminator_optimizer: None gives Adam lr 1e-4, β1 0.5 (PAPER.md §2.2).
         clip_grad_norm: Global-norm clip of the generator gradient (toy scripts: 5), or None.
+        max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
 
     References:
         Goodfellow et al., "Generative Adversarial Nets", arXiv:1406.2661.
@@ -30,8 +31,9 @@ class GAN(GenerativeModule):
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = None,
+        max_consecutive_skips: int = 10,
     ):
-        super().__init__(generator, clip_grad_norm=clip_grad_norm)
+        super().__init__(generator, clip_grad_norm=clip_grad_norm, max_consecutive_skips=max_consecutive_skips)
         self.discriminator = discriminator
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer

@@ -27,6 +27,7 @@ class LBT(GenerativeModule):
         first_order: Drop the Hessian terms of the unroll (ablation).
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
+        max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
 
     References:
         Xu, Du, Li, Zhu, Zhang, "Learning Implicit Generative Models by Teaching Density
@@ -46,8 +47,9 @@ class LBT(GenerativeModule):
         first_order: bool = False,
         generator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
+        max_consecutive_skips: int = 10,
     ):
-        super().__init__(generator, clip_grad_norm=clip_grad_norm)
+        super().__init__(generator, clip_grad_norm=clip_grad_norm, max_consecutive_skips=max_consecutive_skips)
         self.teacher = Teacher(
             estimator,
             unroll_steps=unroll_steps,
@@ -72,7 +74,9 @@ class LBT(GenerativeModule):
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         n = real.shape[0]
-        e_loss = self.teacher.update(lambda: self.sample(n))
+        e_loss, updated = self.teacher.update(lambda: self.sample(n), reduce_grads=self.all_reduce_mean)
+        if not updated:
+            self.record_skip()
         teach_loss = self.teacher.loss(lambda: self.fake(n), real)
         self.generator_step(self.optimizers(), teach_loss)
         self.log_dict({"train/e_loss": e_loss, "train/teach_loss": teach_loss.detach()}, prog_bar=True)

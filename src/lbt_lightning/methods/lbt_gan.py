@@ -28,6 +28,7 @@ class LBTGAN(GenerativeModule):
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         discriminator_optimizer: None gives Adam lr 1e-4, β1 0.5 (PAPER.md §2.2).
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
+        max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
     """
 
     def __init__(
@@ -47,8 +48,9 @@ class LBTGAN(GenerativeModule):
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
+        max_consecutive_skips: int = 10,
     ):
-        super().__init__(generator, clip_grad_norm=clip_grad_norm)
+        super().__init__(generator, clip_grad_norm=clip_grad_norm, max_consecutive_skips=max_consecutive_skips)
         if not gan_weight >= 0:
             raise ValueError(f"gan_weight (λ) must be >= 0, got {gan_weight!r}")
         if not isinstance(warmup_iterations, int) or warmup_iterations < 0:
@@ -86,10 +88,14 @@ class LBTGAN(GenerativeModule):
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         g_opt, d_opt = self.optimizers()
         n = real.shape[0]
-        teaching = self.iteration >= self.warmup_iterations
+        teaching = self.iteration > self.warmup_iterations
         logs = {}
         if teaching:
-            logs["train/e_loss"] = self.teacher.update(lambda: self.sample(n))
+            logs["train/e_loss"], updated = self.teacher.update(
+                lambda: self.sample(n), reduce_grads=self.all_reduce_mean
+            )
+            if not updated:
+                self.record_skip()
         d_loss = objectives.d_loss(self.discriminator(real), self.discriminator(self.sample(n)))
         self.optimizer_step_on(d_opt, d_loss)
         g_loss = self.gan_weight * objectives.g_loss(self.discriminator(self.fake(n)))

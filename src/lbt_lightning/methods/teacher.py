@@ -77,8 +77,13 @@ class Teacher(nn.Module):
             getattr(self, f"v{i}").copy_(state.v[k])
         self.t.copy_(state.t)
 
-    def update(self, sample_fake: Callable[[], Tensor], reduce_grads=None) -> Tensor:
-        """Train the estimator on generated samples; returns e_loss = -ELBO of the last fake batch."""
+    def update(self, sample_fake: Callable[[], Tensor], reduce_grads=None) -> tuple[Tensor, bool]:
+        """Train the estimator on generated samples.
+
+        Returns:
+            e_loss (-ELBO of the last fake batch) and whether the update was applied: a
+            non-finite log-prob, gradient or result leaves φ and (m, v, t) unchanged.
+        """
         with torch.enable_grad():
             result = self._unroll(
                 lambda: sample_fake().detach(),
@@ -87,8 +92,11 @@ class Teacher(nn.Module):
                 create_graph=False,
                 reduce_grads=reduce_grads,
             )
-        self._assign(result.params, result.state)
-        return -result.value
+        tensors = [result.value, *result.params.values(), *result.state.m.values()]
+        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors)))
+        if finite:
+            self._assign(result.params, result.state)
+        return -result.value, finite
 
     def loss(self, sample_fake: Callable[[], Tensor], real: Tensor) -> Tensor:
         """Teaching loss -mean log p_{φ^K}(real), differentiable w.r.t. the generator."""

@@ -1,0 +1,136 @@
+"""Exact resume from a checkpoint, and the non-finite guard."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lbt_lightning.callbacks import IterationCheckpoint
+from lbt_lightning.data import RingDataModule
+from lbt_lightning.estimators import VAE, DensityEstimator
+from lbt_lightning.methods import LBT, LBTGAN
+from lbt_lightning.networks import MLPDiscriminator, MLPGenerator
+
+
+def build(method, estimator=None, **kwargs):
+    pl.seed_everything(7)
+    g = MLPGenerator(z_dim=8, hidden=[16])
+    estimator = estimator or VAE(latent_dim=4, hidden=[16])
+    if method is LBT:
+        return LBT(g, estimator, unroll_steps=2, estimator_steps=1, **kwargs)
+    return LBTGAN(g, estimator, MLPDiscriminator(hidden=[16]), unroll_steps=2, estimator_steps=1, **kwargs)
+
+
+class Crash(pl.Callback):
+    """Simulates a killed run: fails when iteration ``at`` + 1 would start."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if int(pl_module.iteration) == self.at:
+            raise RuntimeError("simulated crash")
+
+
+def trainer(tmp_path, iterations, callbacks=()):
+    return pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=iterations,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[IterationCheckpoint(dirpath=tmp_path / "ckpt", every_n_iterations=3, save_last=True), *callbacks],
+    )
+
+
+def full_state(model, trainer):
+    state = {f"module.{k}": v.clone() for k, v in model.state_dict().items()}
+    for i, opt in enumerate(trainer.optimizers):
+        for j, (pid, s) in enumerate(opt.state_dict()["state"].items()):
+            for name, value in s.items():
+                state[f"opt{i}.{j}.{pid}.{name}"] = torch.as_tensor(value).clone()
+    return state
+
+
+@pytest.mark.parametrize("method", [LBT, LBTGAN])
+def test_resume_is_exact(method, tmp_path):
+    n = 3
+    model = build(method)
+    t = trainer(tmp_path / "a", 2 * n)
+    pl.seed_everything(11)
+    t.fit(model, RingDataModule(batch_size=32))
+    uninterrupted = full_state(model, t)
+
+    model = build(method)
+    pl.seed_everything(11)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer(tmp_path / "b", 2 * n, [Crash(n)]).fit(model, RingDataModule(batch_size=32))
+    ckpt = tmp_path / "b" / "ckpt" / "last.ckpt"
+    assert ckpt.exists()
+
+    model = build(method)
+    pl.seed_everything(11)
+    t = trainer(tmp_path / "b", 2 * n)
+    t.fit(model, RingDataModule(batch_size=32), ckpt_path=ckpt)
+    resumed = full_state(model, t)
+
+    assert int(model.iteration) == 2 * n
+    assert resumed.keys() == uninterrupted.keys()
+    assert any(k.startswith("module.teacher.m") for k in resumed)
+    for key in uninterrupted:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
+
+
+class NaNOnDemand(DensityEstimator):
+    """A Gaussian whose log-density turns NaN when ``poisoned`` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_shape = (2,)
+        self.mean = torch.nn.Parameter(torch.zeros(2))
+        self.poisoned = False
+
+    def log_prob(self, x):
+        out = torch.distributions.Normal(self.mean, 1.0).log_prob(x).sum(-1)
+        return out * float("nan") if self.poisoned else out
+
+
+def quiet_trainer(iterations):
+    return pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=iterations,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+
+
+@pytest.mark.parametrize("method", [LBT, LBTGAN])
+def test_non_finite_updates_are_skipped(method):
+    model = build(method, NaNOnDemand())
+    quiet_trainer(1).fit(model, RingDataModule(batch_size=16))
+    model.estimator.poisoned = True
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    t = quiet_trainer(2)
+    t.fit(model, RingDataModule(batch_size=16))
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # estimator, its Adam state and the generator are untouched; only counters (and D) move
+    assert not any(k.startswith(("generator.", "teacher.")) for k in changed), changed
+    assert int(model.skipped_steps) == 4  # estimator update + generator step, twice
+    assert float(t.logged_metrics["train/skipped_steps"]) == 4
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_consecutive_skips_stop_the_run():
+    model = build(LBT, NaNOnDemand(), max_consecutive_skips=3)
+    model.estimator.poisoned = True
+    with pytest.raises(RuntimeError, match="non-finite .* 3 consecutive iterations"):
+        quiet_trainer(10).fit(model, RingDataModule(batch_size=16))
+    assert int(model.iteration) == 3
+
+
+def test_bad_max_consecutive_skips_is_named():
+    with pytest.raises(ValueError, match="max_consecutive_skips"):
+        build(LBT, max_consecutive_skips=0)
