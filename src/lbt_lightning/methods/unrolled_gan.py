@@ -62,6 +62,7 @@ class UnrolledGAN(GenerativeModule):
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (the authors' demo).
         discriminator_optimizer: Adam or plain SGD; None gives Adam lr 1e-4, β1 0.5 (the demo).
         clip_grad_norm: Global-norm clip of the generator gradient, or None.
+        max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
 
     References:
         Metz, Poole, Pfau, Sohl-Dickstein, "Unrolled Generative Adversarial Networks", ICLR 2017,
@@ -78,8 +79,9 @@ class UnrolledGAN(GenerativeModule):
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = None,  # the demo does not clip
+        max_consecutive_skips: int = 10,
     ):
-        super().__init__(generator, clip_grad_norm=clip_grad_norm)
+        super().__init__(generator, clip_grad_norm=clip_grad_norm, max_consecutive_skips=max_consecutive_skips)
         if not isinstance(unroll_steps, int) or unroll_steps < 1:
             raise ValueError(f"unroll_steps must be an integer >= 1, got {unroll_steps!r}")
         if generator_loss not in GENERATOR_LOSSES:
