@@ -6,6 +6,8 @@ import sys
 import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI
 
+from lbt_lightning.callbacks.progress import without_progress_bars
+from lbt_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from lbt_lightning.methods.base import GenerativeModule
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -13,6 +15,11 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 class LBTCLI(LightningCLI):
     """LightningCLI over every :class:`GenerativeModule` and LightningDataModule."""
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self._get(self.config, "trainer")
+        if trainer.get("enable_progress_bar") is False:  # the listed bar would make Lightning refuse
+            trainer.callbacks = without_progress_bars(trainer.get("callbacks"))
 
 
 def main(args: list[str] | None = None, run: bool = True) -> LBTCLI:
@@ -23,6 +30,7 @@ def main(args: list[str] | None = None, run: bool = True) -> LBTCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         auto_configure_optimizers=False,
+        save_config_callback=LoggerSaveConfigCallback,  # also uploads the config to W&B runs
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,

@@ -3,7 +3,16 @@
 from lbt_lightning.callbacks.checkpoint import IterationCheckpoint
 from lbt_lightning.callbacks.fid import ImageQuality
 from lbt_lightning.callbacks.periodic import EveryNIterations
+from lbt_lightning.callbacks.progress import IterationProgressBar, MetricsTable
 from lbt_lightning.callbacks.sample_metrics import ModeCoverageCallback
 from lbt_lightning.callbacks.sample_plots import ScatterPlot
 
-__all__ = ["EveryNIterations", "ImageQuality", "IterationCheckpoint", "ModeCoverageCallback", "ScatterPlot"]
+__all__ = [
+    "EveryNIterations",
+    "ImageQuality",
+    "IterationCheckpoint",
+    "IterationProgressBar",
+    "MetricsTable",
+    "ModeCoverageCallback",
+    "ScatterPlot",
+]
