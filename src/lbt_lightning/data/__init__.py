@@ -1,5 +1,13 @@
 """LightningDataModules that yield real batches."""
 
+from lbt_lightning.data.images import CIFAR10DataModule, ImageDataModule, ImageFolderDataModule
 from lbt_lightning.data.mixtures import GridDataModule, MixtureDataModule, RingDataModule
 
-__all__ = ["GridDataModule", "MixtureDataModule", "RingDataModule"]
+__all__ = [
+    "CIFAR10DataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "GridDataModule",
+    "MixtureDataModule",
+    "RingDataModule",
+]

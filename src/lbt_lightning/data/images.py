@@ -1,0 +1,238 @@
+"""Natural images in [-1, 1]: CIFAR-10 (torchvision) and any folder of images, e.g. CelebA (PAPER.md §3.3, §3.4)."""
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
+from torchvision import transforms
+from torchvision.datasets import CIFAR10
+from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
+
+
+class UInt8Images(Dataset):
+    """Images held in memory as uint8 (N, C, H, W), returned as floats in [-1, 1]."""
+
+    def __init__(self, images: Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index) -> Tensor:
+        return self.images[index].float() / 127.5 - 1.0
+
+    def __getitems__(self, indices: list[int]) -> list[Tensor]:  # one gather per batch, not one per image
+        return list(self[torch.as_tensor(indices)])
+
+
+class ImageFiles(Dataset):
+    """Every image file under ``root`` (any depth, sorted), loaded as RGB and transformed."""
+
+    def __init__(self, files: list[Path], transform):
+        self.files, self.transform = files, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.transform(default_loader(str(self.files[index])))
+
+
+class EndlessBatches(IterableDataset):
+    """Full batches of a finite data set forever, so that one iteration is one batch.
+
+    The stream is a fresh random permutation of the data set per epoch (without replacement
+    within an epoch), cut into ``len(dataset) // batch_size`` full batches. Batch ``k`` of the
+    stream goes to DDP rank ``k % world_size`` and, within a rank, to DataLoader worker
+    ``(k // world_size) % num_workers``, so ranks and workers never repeat each other's batches
+    when every rank has the same ``seed``. ``start`` skips that rank's first batches (resume).
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, start: int = 0):
+        self.dataset, self.batch_size, self.seed, self.start = dataset, batch_size, seed, start
+
+    def __iter__(self):
+        dist = torch.distributed
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        rng = torch.Generator().manual_seed(self.seed)
+        per_epoch, k = len(self.dataset) // self.batch_size, 0
+        first = self.start * world  # stream position of this rank's first batch after a resume
+        while True:
+            perm = torch.randperm(len(self.dataset), generator=rng)
+            for b in range(per_epoch):
+                if k >= first and k % world == rank and (k // world) % workers == worker:
+                    yield self.fetch(perm[b * self.batch_size : (b + 1) * self.batch_size].tolist())
+                k += 1
+
+    def fetch(self, indices: list[int]) -> Tensor:
+        if hasattr(self.dataset, "__getitems__"):
+            return default_collate(self.dataset.__getitems__(indices))
+        return default_collate([self.dataset[i] for i in indices])
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base: serves ``dataset`` (set by ``setup``) as an endless stream of ``batch_size`` batches.
+
+    Training length is ``trainer.limit_train_batches`` iterations with ``max_epochs: 1``, as for
+    the 2-D mixtures; data epochs are internal to the stream. The stream's seed is drawn from
+    the global RNG at ``setup`` (``seed_everything`` makes it the same on every rank) and is
+    checkpointed; a resumed run continues the stream where the checkpoint left it.
+
+    Arguments:
+        batch_size: Real images per iteration (and per rank under DDP).
+        num_workers: DataLoader worker processes.
+        seed: Seed of the data stream; None draws it from the global torch RNG at setup.
+    """
+
+    data_shape: tuple[int, int, int]
+
+    def __init__(self, *, batch_size: int, num_workers: int, seed: int | None = None):
+        super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.dataset: Dataset | None = None
+        self.seed = seed
+
+    def load_dataset(self) -> Dataset:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is None:
+            self.dataset = self.load_dataset()
+            if len(self.dataset) < self.batch_size:
+                raise ValueError(
+                    f"batch_size={self.batch_size} is larger than the data set ({len(self.dataset)} images)"
+                )
+        if self.seed is None:
+            self.seed = int(torch.randint(2**62, ()))
+
+    def train_dataloader(self) -> DataLoader:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        start = int(getattr(module, "iteration", 0))  # > 0 only when resuming from a checkpoint
+        stream = EndlessBatches(self.dataset, self.batch_size, self.seed, start)
+        return DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator(),  # creating the iterator must not draw from the global RNG
+        )
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.seed = state_dict["seed"]
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """The 50,000 CIFAR-10 training images, (3, 32, 32) in [-1, 1] (PAPER.md §3.3).
+
+    Reads torchvision's ``<root>/cifar-10-batches-py``; nothing is read at construction.
+
+    Arguments:
+        root: Folder holding (or to receive) ``cifar-10-batches-py``.
+        batch_size: Real images per iteration (paper: 512).
+        download: Download CIFAR-10 into ``root`` in ``prepare_data`` if it is missing.
+        num_workers: DataLoader workers (the images are in memory, so 0 is usually fastest).
+        seed: Seed of the data stream; None draws it from the global RNG at setup.
+
+    Example:
+        >>> dm = CIFAR10DataModule(root="data", download=True)  # doctest: +SKIP
+    """
+
+    data_shape = (3, 32, 32)
+
+    def __init__(
+        self,
+        root: str = "data",
+        batch_size: int = 512,  # PAPER.md §2.2
+        download: bool = False,
+        num_workers: int = 0,
+        seed: int | None = None,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.root, self.download = str(root), download
+
+    def prepare_data(self) -> None:
+        if self.download:
+            CIFAR10(self.root, train=True, download=True)
+
+    def load_dataset(self) -> Dataset:
+        try:
+            cifar = CIFAR10(self.root, train=True, download=False)
+        except RuntimeError as error:
+            raise FileNotFoundError(
+                f"CIFAR-10 not found or corrupt under root={self.root!r} ({error}). Set download=True "
+                "(--data.init_args.download=true) or point root at the folder holding cifar-10-batches-py."
+            ) from error
+        return UInt8Images(torch.from_numpy(cifar.data).permute(0, 3, 1, 2).contiguous())  # (N, 3, 32, 32)
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Every image under ``root`` (flat or nested folders), RGB, centre-cropped, resized to
+    ``image_size`` x ``image_size`` and scaled to [-1, 1].
+
+    CelebA 64x64 (PAPER.md §3.4): ``root`` = ``img_align_celeba`` (178x218 JPEGs), ``crop=108``
+    (the usual DCGAN centre crop of the face), ``image_size=64``, ``holdout=5000``.
+
+    Arguments:
+        root: Folder of images; nothing is read at construction.
+        image_size: Side of the square output images.
+        crop: Side of the centre crop taken before resizing; None crops the largest centred
+            square after resizing the shorter side to ``image_size``.
+        holdout: Number of images, last in sorted order, left out (paper: 5,000 for CelebA).
+        batch_size: Real images per iteration (paper: 512).
+        num_workers: DataLoader workers that decode images.
+        seed: Seed of the data stream; None draws it from the global RNG at setup.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 64,  # PAPER.md §3.4
+        crop: int | None = None,
+        holdout: int = 0,
+        batch_size: int = 512,  # PAPER.md §2.2
+        num_workers: int = 4,
+        seed: int | None = None,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"image_size must be an integer >= 1, got {image_size!r}")
+        if crop is not None and (not isinstance(crop, int) or crop < 1):
+            raise ValueError(f"crop must be None or an integer >= 1, got {crop!r}")
+        if not isinstance(holdout, int) or holdout < 0:
+            raise ValueError(f"holdout must be an integer >= 0, got {holdout!r}")
+        self.root, self.image_size, self.crop, self.holdout = str(root), image_size, crop, holdout
+        self.data_shape = (3, image_size, image_size)
+
+    def transform(self) -> transforms.Compose:
+        crop = [transforms.CenterCrop(self.crop)] if self.crop is not None else []
+        return transforms.Compose(
+            [
+                *crop,
+                transforms.Resize(self.image_size),
+                transforms.CenterCrop(self.image_size),
+                transforms.ToTensor(),
+                transforms.Normalize([0.5] * 3, [0.5] * 3),  # [0, 1] -> [-1, 1]
+            ]
+        )
+
+    def load_dataset(self) -> Dataset:
+        root = Path(self.root)
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS) if root.is_dir() else []
+        if len(files) <= self.holdout:
+            raise FileNotFoundError(
+                f"root={self.root!r} holds {len(files)} images ({', '.join(IMG_EXTENSIONS)}), "
+                f"not more than holdout={self.holdout}; point root at a folder of images"
+            )
+        return ImageFiles(files[: len(files) - self.holdout], self.transform())
