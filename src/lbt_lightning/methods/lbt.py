@@ -72,12 +72,17 @@ class LBT(GenerativeModule):
     def sample_consumers(self) -> dict[str, nn.Module]:
         return {"estimator": self.estimator}
 
+    def teaching_loss(self, real: Tensor) -> Tensor:
+        """The generator's loss, ``-mean log p_{φ^K}(real)`` through a fresh K-step unroll on new
+        fake samples; override it for another teaching loss (docs/extending.md)."""
+        return self.teacher.loss(lambda: self.fake(real.shape[0]), real)
+
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         n = real.shape[0]
         e_loss, updated = self.teacher.update(lambda: self.sample(n), reduce_grads=self.all_reduce_mean)
         if not updated:
             self.record_skip()
-        teach_loss = self.teacher.loss(lambda: self.fake(n), real)
+        teach_loss = self.teaching_loss(real)
         self.generator_step(self.optimizers(), teach_loss)
         self.log_dict({"train/e_loss": e_loss, "train/teach_loss": teach_loss.detach()}, prog_bar=True)
         self.log("train/g_loss", teach_loss.detach())
