@@ -4,8 +4,10 @@ from lbt_lightning.callbacks.checkpoint import IterationCheckpoint
 from lbt_lightning.callbacks.fid import ImageQuality
 from lbt_lightning.callbacks.periodic import EveryNIterations
 from lbt_lightning.callbacks.progress import IterationProgressBar, MetricsTable
+from lbt_lightning.callbacks.sample_grid import SampleGrid
 from lbt_lightning.callbacks.sample_metrics import ModeCoverageCallback
 from lbt_lightning.callbacks.sample_plots import ScatterPlot
+from lbt_lightning.callbacks.stacked_mnist import StackedMNISTModesCallback
 
 __all__ = [
     "EveryNIterations",
@@ -14,5 +16,7 @@ __all__ = [
     "IterationProgressBar",
     "MetricsTable",
     "ModeCoverageCallback",
+    "SampleGrid",
     "ScatterPlot",
+    "StackedMNISTModesCallback",
 ]

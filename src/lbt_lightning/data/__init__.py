@@ -2,6 +2,7 @@
 
 from lbt_lightning.data.images import CIFAR10DataModule, ImageDataModule, ImageFolderDataModule
 from lbt_lightning.data.mixtures import GridDataModule, MixtureDataModule, RingDataModule
+from lbt_lightning.data.stacked_mnist import StackedMNISTDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -10,4 +11,5 @@ __all__ = [
     "GridDataModule",
     "MixtureDataModule",
     "RingDataModule",
+    "StackedMNISTDataModule",
 ]

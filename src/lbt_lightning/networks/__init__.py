@@ -1,6 +1,17 @@
 """Generators and discriminators: plain ``nn.Module``s that know nothing about training."""
 
+from lbt_lightning.networks.classifier import DigitClassifier
 from lbt_lightning.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from lbt_lightning.networks.mlp import MLP, MLPDiscriminator, MLPGenerator
+from lbt_lightning.networks.smnist import SMNISTDiscriminator, SMNISTGenerator
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator", "MLP", "MLPDiscriminator", "MLPGenerator"]
+__all__ = [
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "DigitClassifier",
+    "MLP",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "SMNISTDiscriminator",
+    "SMNISTGenerator",
+]
