@@ -219,8 +219,10 @@ def test_image_config_fits_two_iterations_and_logs_fid(config, tmp_cwd, monkeypa
     callback.feature, callback.num_samples, callback.batch_size = TinyFeatures(), 8, 8
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert int(cli.model.iteration) == 2
-    text = next((tmp_cwd / "runs").rglob("metrics.csv")).read_text()
+    metrics = next((tmp_cwd / "runs").rglob("metrics.csv"))
+    text = metrics.read_text()
     assert "val/fid" in text and ("train/teach_loss" in text) == ("lbt_gan" in config)
+    assert (metrics.parent / "samples" / "grid_0000002.png").is_file()
 
 
 def test_checkpoint_fid_command(tmp_cwd, monkeypatch, random_inception_weights):
@@ -233,7 +235,7 @@ def test_checkpoint_fid_command(tmp_cwd, monkeypatch, random_inception_weights):
         f"--trainer.callbacks.init_args.feature_extractor_weights_path={random_inception_weights}",
     ]
     main(["fit", *args, *fit, "--trainer.callbacks.init_args.num_samples=8", "--trainer.enable_progress_bar=false"])
-    checkpoint = next((tmp_cwd / "runs").rglob("*.ckpt"))
+    checkpoint = next((tmp_cwd / "runs").rglob("last.ckpt"))
     values = evaluate(
         [
             *args,
