@@ -75,7 +75,11 @@ def test_short_fit_writes_metrics_and_scatter(tmp_cwd):
             str(EXPERIMENTS / "ring/gan.yaml"),
             "--trainer.limit_train_batches=20",
             "--trainer.enable_progress_bar=false",
-            "--trainer.callbacks.init_args.every_n_iterations=10",
+            # replace the callback list: metrics every 20 iterations, a scatter every 10
+            "--trainer.callbacks=lbt_lightning.callbacks.ModeCoverageCallback",
+            "--trainer.callbacks.every_n_iterations=20",
+            "--trainer.callbacks+=lbt_lightning.callbacks.ScatterPlot",
+            "--trainer.callbacks.every_n_iterations=10",
         ],
     )
     runs = list((tmp_cwd / "runs").rglob("metrics.csv"))

@@ -3,13 +3,15 @@
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
 
 
 class EveryNIterations(pl.Callback):
     """Calls ``evaluate(trainer, pl_module, iteration)`` every ``every_n_iterations`` and at the
-    last batch of fit (``trainer.num_training_batches``).
+    last batch of fit (``trainer.num_training_batches``), inside a forked RNG so that evaluating
+    leaves the training run's random stream untouched.
 
     Arguments:
         every_n_iterations: Evaluation period in iterations (generator updates), >= 1.
@@ -24,7 +26,10 @@ class EveryNIterations(pl.Callback):
         iteration = int(pl_module.iteration)
         last = batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop
         if iteration % self.every_n_iterations == 0 or last:
-            self.evaluate(trainer, pl_module, iteration)
+            devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+            # Evaluation draws its own noise: switching a callback on or off must not change training.
+            with torch.random.fork_rng(devices=devices):
+                self.evaluate(trainer, pl_module, iteration)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, iteration: int) -> None:
         raise NotImplementedError
