@@ -148,3 +148,13 @@ def test_flow_is_eager_under_functional_call():
 def test_bad_arguments_are_named(factory, field):
     with pytest.raises(ValueError, match=field):
         factory()
+
+
+def test_nsf_outside_its_domain_ignores_the_parameters():
+    """Why the configs leave room around the data: beyond 5 * data_scale the splines are the
+    identity, so such samples give the unroll, hence the generator, no signal."""
+    flow = Flow(data_shape=[2], hidden=[8], data_scale=0.3)
+    grads = torch.autograd.grad(flow(torch.tensor([[2.0, -2.0]])).sum(), list(flow.parameters()), allow_unused=True)
+    assert all(g is None or not g.any() for g in grads)
+    inside = torch.autograd.grad(flow(torch.tensor([[0.5, -0.5]])).sum(), list(flow.parameters()), allow_unused=True)
+    assert any(g is not None and g.any() for g in inside)

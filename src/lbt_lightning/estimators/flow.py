@@ -32,7 +32,9 @@ class Flow(DensityEstimator):
             signal, continuous.
         bins: Spline bins per feature (``nsf`` only).
         data_scale: Samples are divided by it before the flow (and the log-Jacobian is added
-            back), so that small data such as the 0.2-spaced grid fill the spline domain [-5, 5].
+            back). NSF splines act on [-5, 5] and are the identity outside, where log p no longer
+            depends on φ: generator samples beyond ``5 * data_scale`` get no teaching signal and
+            can drift away, so leave room for the generator's spread, not only for the data.
 
     References:
         Papamakarios et al., "Masked Autoregressive Flow for Density Estimation", arXiv:1705.07057.
