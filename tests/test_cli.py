@@ -90,6 +90,15 @@ def test_short_fit_writes_metrics_and_scatter(tmp_cwd):
     assert pngs == ["scatter_0000010.png", "scatter_0000020.png"]
 
 
+def test_one_method_config_alone_trains_with_the_default_callbacks(tmp_cwd):
+    cli = main(["fit", "--config", str(EXPERIMENTS / "ring/lbt.yaml"), "--trainer.limit_train_batches=2",
+                "--trainer.enable_progress_bar=false", "--model.init_args.unroll_steps=1"])  # fmt: skip
+    assert int(cli.model.iteration) == 2
+    names = {type(cb).__name__ for cb in cli.trainer.callbacks}
+    assert {"ModeCoverageCallback", "ScatterPlot", "IterationCheckpoint", "MetricsTable"} <= names
+    assert list((tmp_cwd / "runs").rglob("scatter_0000002.png"))
+
+
 @pytest.mark.parametrize("command", [["lightning"], ["lbt"], [sys.executable, "-m", "lbt_lightning"]])
 def test_entry_points_list_subcommands(command):
     if command[0] != sys.executable:

@@ -79,6 +79,12 @@ def test_max_steps_is_refused():
         trainer.fit(build(GAN), RingDataModule(batch_size=8))
 
 
+def test_endless_stream_without_length_is_refused():
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    with pytest.raises(ValueError, match="limit_train_batches"):
+        trainer.fit(build(GAN), RingDataModule(batch_size=8))
+
+
 def test_shape_mismatch_names_both_shapes():
     g = MLPGenerator(z_dim=4, out_features=3, hidden=[8])
     model = LBT(g, VAE(data_shape=[3], hidden=[8]))

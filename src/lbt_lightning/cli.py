@@ -4,7 +4,9 @@ import importlib.util
 import sys
 
 import pytorch_lightning as pl
+from jsonargparse import Namespace, lazy_instance
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import CSVLogger
 
 from lbt_lightning.callbacks.progress import without_progress_bars
 from lbt_lightning.callbacks.save_config import LoggerSaveConfigCallback
@@ -13,11 +15,27 @@ from lbt_lightning.methods.base import GenerativeModule
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
+# What experiments/trainer.yaml states, so that a method config alone also trains and evaluates.
+TRAINER_DEFAULTS = {
+    "max_epochs": 1,  # the data streams are endless: the length is limit_train_batches iterations
+    "limit_train_batches": 2000,
+}
+DEFAULT_CALLBACKS = [
+    ("lbt_lightning.callbacks.ModeCoverageCallback", {"every_n_iterations": 500}),
+    ("lbt_lightning.callbacks.ScatterPlot", {"every_n_iterations": 500}),
+    ("lbt_lightning.callbacks.IterationCheckpoint", {"every_n_iterations": 500, "save_last": True}),
+    ("lbt_lightning.callbacks.IterationProgressBar", {}),
+    ("lbt_lightning.callbacks.MetricsTable", {}),
+]
+
+
 class LBTCLI(LightningCLI):
     """LightningCLI over every :class:`GenerativeModule` and LightningDataModule."""
 
     def before_instantiate_classes(self) -> None:
         trainer = self._get(self.config, "trainer")
+        if trainer.get("callbacks") is None:
+            trainer.callbacks = [Namespace(class_path=c, init_args=Namespace(**a)) for c, a in DEFAULT_CALLBACKS]
         if trainer.get("enable_progress_bar") is False:  # the listed bar would make Lightning refuse
             trainer.callbacks = without_progress_bars(trainer.get("callbacks"))
 
@@ -32,6 +50,8 @@ def main(args: list[str] | None = None, run: bool = True) -> LBTCLI:
         auto_configure_optimizers=False,
         save_config_callback=LoggerSaveConfigCallback,  # also uploads the config to W&B runs
         save_config_kwargs={"overwrite": True},
+        trainer_defaults={**TRAINER_DEFAULTS, "logger": lazy_instance(CSVLogger, save_dir="runs")},
+        seed_everything_default=12345,  # PAPER.md §2.2: the authors' seed
         args=args,
         run=run,
     )

@@ -72,6 +72,13 @@ class GenerativeModule(pl.LightningModule):
             # seed_everything gives every rank the same seed; each rank must draw its own z
             torch.manual_seed(int(torch.randint(2**62, ())) + self.global_rank)
 
+    def on_train_start(self) -> None:
+        if self.trainer.num_training_batches == float("inf"):  # known only once the data is set up
+            raise ValueError(
+                "the data stream is endless: set trainer.limit_train_batches to the number of iterations "
+                "(with max_epochs: 1)"
+            )
+
     def _check_shapes(self) -> None:
         shape = tuple(self.sample(2).shape[1:])
         data_shape = getattr(self.trainer.datamodule, "data_shape", None)
