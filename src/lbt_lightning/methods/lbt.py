@@ -25,6 +25,9 @@ class LBT(GenerativeModule):
         estimator_steps: n_est blocks of K steps per iteration (ring 2, grid and images 3).
         inner_optimizer: ``"adam"`` (the paper's, β1 0.5) or ``"sgd"``.
         first_order: Drop the Hessian terms of the unroll (ablation).
+        unroll_backend: ``"eager"`` (autograd) or ``"compiled"`` (torch.func + torch.compile:
+            ~1.4x faster iterations on CPU, the same results to float32 rounding, the first
+            iteration compiles for seconds to minutes; see README "Results").
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
         max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
@@ -45,6 +48,7 @@ class LBT(GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
+        unroll_backend: Literal["eager", "compiled"] = "eager",
         generator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
         max_consecutive_skips: int = 10,
@@ -58,6 +62,7 @@ class LBT(GenerativeModule):
             estimator_steps=estimator_steps,
             inner_optimizer=inner_optimizer,
             first_order=first_order,
+            unroll_backend=unroll_backend,
         )
         self.generator_optimizer = generator_optimizer
 

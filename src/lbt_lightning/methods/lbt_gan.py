@@ -23,7 +23,7 @@ class LBTGAN(GenerativeModule):
         discriminator: Logit D(x), shape (B,).
         gan_weight: λ (toy 0.1, images 1.0).
         warmup_iterations: Pure-GAN iterations before teaching starts (images: 3000).
-        unroll_steps, unroll_lr, estimator_lr, estimator_steps, inner_optimizer, first_order:
+        unroll_steps, unroll_lr, estimator_lr, estimator_steps, inner_optimizer, first_order, unroll_backend:
             As in :class:`~lbt_lightning.methods.lbt.LBT`.
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         discriminator_optimizer: None gives Adam lr 1e-4, β1 0.5 (PAPER.md §2.2).
@@ -45,6 +45,7 @@ class LBTGAN(GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
+        unroll_backend: Literal["eager", "compiled"] = "eager",
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
@@ -63,6 +64,7 @@ class LBTGAN(GenerativeModule):
             estimator_steps=estimator_steps,
             inner_optimizer=inner_optimizer,
             first_order=first_order,
+            unroll_backend=unroll_backend,
         )
         self.discriminator = discriminator
         self.gan_weight, self.warmup_iterations = gan_weight, warmup_iterations

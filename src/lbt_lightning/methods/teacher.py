@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from lbt_lightning import objectives
 from lbt_lightning.estimators.base import DensityEstimator
+from lbt_lightning.fast_unroll import UNROLL_BACKENDS, FastUnroll, UnrollBackend
 from lbt_lightning.objectives import INNER_OPTIMIZERS, InnerState
 
 
@@ -18,6 +19,10 @@ class Teacher(nn.Module):
     steps at ``estimator_lr`` on detached generated samples, written back. ``loss`` is the
     generator's teaching loss: a fresh differentiable K-step unroll at ``unroll_lr`` from the
     just-updated (φ, m, v, t), never written back, evaluated on real data.
+
+    ``unroll_backend="compiled"`` runs both through :class:`~lbt_lightning.fast_unroll.FastUnroll`
+    (torch.func + torch.compile; the same numbers to float32 rounding, the first iteration
+    compiles); the fake batches of a pass are then drawn before the estimator's own noise.
     """
 
     def __init__(
@@ -30,6 +35,7 @@ class Teacher(nn.Module):
         estimator_steps: int,
         inner_optimizer: Literal["adam", "sgd"],
         first_order: bool,
+        unroll_backend: UnrollBackend = "eager",
     ):
         super().__init__()
         if not isinstance(estimator, DensityEstimator):
@@ -42,10 +48,15 @@ class Teacher(nn.Module):
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         if inner_optimizer not in INNER_OPTIMIZERS:
             raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
+        if unroll_backend not in UNROLL_BACKENDS:
+            raise ValueError(f"unroll_backend must be one of {UNROLL_BACKENDS}, got {unroll_backend!r}")
         self.estimator = estimator
         self.unroll_steps, self.unroll_lr = unroll_steps, unroll_lr
         self.estimator_steps, self.estimator_lr = estimator_steps, estimator_lr
         self.inner_optimizer, self.first_order = inner_optimizer, first_order
+        self.unroll_backend = unroll_backend
+        if unroll_backend == "compiled":
+            self.fast = FastUnroll(estimator, inner_optimizer=inner_optimizer, first_order=first_order)
         self.names = [k for k, _ in estimator.named_parameters()]
         for i, (_, p) in enumerate(estimator.named_parameters()):
             self.register_buffer(f"m{i}", torch.zeros_like(p))
@@ -84,14 +95,15 @@ class Teacher(nn.Module):
             e_loss (-ELBO of the last fake batch) and whether the update was applied: a
             non-finite log-prob, gradient or result leaves φ and (m, v, t) unchanged.
         """
-        with torch.enable_grad():
-            result = self._unroll(
-                lambda: sample_fake().detach(),
-                self.estimator_steps * self.unroll_steps,
-                self.estimator_lr,
-                create_graph=False,
-                reduce_grads=reduce_grads,
-            )
+        steps = self.estimator_steps * self.unroll_steps
+        if self.unroll_backend == "compiled":
+            fakes = [sample_fake().detach() for _ in range(steps)]
+            params = objectives.detached_params(self.estimator)
+            result = self.fast.update(params, self.state(), fakes, self.estimator_lr, reduce_grads)
+        else:
+            with torch.enable_grad():
+                sample = lambda: sample_fake().detach()  # noqa: E731
+                result = self._unroll(sample, steps, self.estimator_lr, create_graph=False, reduce_grads=reduce_grads)
         tensors = [result.value, *result.params.values(), *result.state.m.values()]
         finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors)))
         if finite:
@@ -100,5 +112,9 @@ class Teacher(nn.Module):
 
     def loss(self, sample_fake: Callable[[], Tensor], real: Tensor) -> Tensor:
         """Teaching loss -mean log p_{φ^K}(real), differentiable w.r.t. the generator."""
+        if self.unroll_backend == "compiled":
+            fakes = [sample_fake() for _ in range(self.unroll_steps)]
+            params = objectives.detached_params(self.estimator)
+            return self.fast.teaching_loss(params, self.state(), fakes, real, self.unroll_lr)
         result = self._unroll(sample_fake, self.unroll_steps, self.unroll_lr, first_order=self.first_order)
         return objectives.teaching_loss(self.estimator, result.params, real)

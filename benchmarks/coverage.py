@@ -1,0 +1,173 @@
+"""Mode coverage against iterations and wall time: GAN, Unrolled GAN, LBT, LBT-GAN on three 2-D mixtures.
+
+Usage: ``python benchmarks/coverage.py [--budget 180] [--seeds 0 1 2] [--jobs 2] [--threads 1]``.
+Every run trains one method from its shipped config for ``--budget`` seconds of wall time, counted
+from the end of its first iteration (so compilation is not charged, and is reported instead),
+evaluating modes / % high quality / KL (the VEEGAN protocol, 3σ) on fresh samples
+``--evaluations`` times along the way (evaluation time is not charged either). Writes
+``benchmarks/results/coverage.json`` and ``coverage.png`` (modes against wall time) and prints a
+mean ± sd table at the end of the budget.
+"""
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import time
+
+import pytorch_lightning as pl
+import torch
+from common import METHODS, RESULTS, build, machine, trainer
+
+from lbt_lightning.metrics import ModeCoverage
+
+# name: (config folder, data overrides, samples per evaluation)
+DATASETS = {
+    "ring (paper)": ("ring", [], 2500),  # PAPER.md §5.1: 8 modes, r 1, σ 0.1; VEEGAN: 2,500 samples
+    "grid-100 (paper)": ("grid", [], 10000),  # PAPER.md §5.1: 10x10, spacing 0.2, σ 0.01
+    # VEEGAN/PacGAN grid (PAPER.md §5.1 note): 5x5, spacing 2, σ 0.05, the toy batch of 512
+    "grid-25 (VEEGAN)": (
+        "grid",
+        ["--data.init_args.num_modes=25", "--data.init_args.spacing=2.0", "--data.init_args.sigma=0.05"]
+        + ["--data.init_args.batch_size=512"],
+        2500,
+    ),
+}
+
+
+class Budget(pl.Callback):
+    """Stops after ``seconds`` of training wall time and evaluates coverage at even times."""
+
+    def __init__(self, seconds: float, evaluations: int, metric: ModeCoverage, num_samples: int):
+        self.seconds, self.evaluations, self.metric, self.num_samples = seconds, evaluations, metric, num_samples
+        self.curve, self.charged, self.start = [], 0.0, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        if self.start is None:  # the first iteration compiles (LBT compiled backend): not charged
+            self.first_iteration_s, self.start, self.cpu_start = now - self.batch_start, now, time.process_time()
+            return
+        self.charged = now - self.start
+        due = self.seconds * (len(self.curve) + 1) / self.evaluations
+        if self.charged >= due or self.charged >= self.seconds:
+            self.evaluate(pl_module)
+            self.start += time.perf_counter() - now  # evaluation time is not charged
+            trainer.should_stop = self.charged >= self.seconds
+
+    def evaluate(self, pl_module) -> None:
+        self.metric.reset()
+        self.metric.update(pl_module.sample(self.num_samples).cpu())
+        values = {k: float(v) for k, v in self.metric.compute().items()}
+        point = {"iteration": int(pl_module.iteration), "wall_s": self.charged, "cpu_s": self.cpu()}
+        self.curve.append(point | values)
+
+    def cpu(self) -> float:
+        return time.process_time() - self.cpu_start
+
+
+def one_run(task: tuple) -> dict:
+    """Train one (dataset, method, seed) for the budget; returns its curve."""
+    dataset, method, seed, args = task
+    torch.set_num_threads(args["threads"])
+    folder, overrides, num_samples = DATASETS[dataset]
+    lbt = METHODS[method].startswith("lbt") and args["backend"] != "eager"
+    backend = [f"--model.init_args.unroll_backend={args['backend']}"] if lbt else []
+    model, data = build(folder, METHODS[method], [*overrides, *backend, f"--seed_everything={seed}"])
+    metric = ModeCoverage(data.centers, data.sigma)
+    budget = Budget(args["budget"], args["evaluations"], metric, num_samples)
+    trainer(args["max_iterations"], [budget]).fit(model, data)
+    if not budget.curve or budget.curve[-1]["wall_s"] < budget.charged:
+        budget.evaluate(model)  # the iteration cap was reached first
+    result = {"dataset": dataset, "method": method, "seed": seed, "curve": budget.curve}
+    result["first_iteration_s"] = getattr(budget, "first_iteration_s", None)
+    print(f"{dataset:<17} {method:<13} seed {seed}: {budget.curve[-1]}", flush=True)
+    return result
+
+
+def table(runs: list[dict]) -> list[dict]:
+    """Mean ± sd over seeds of the last evaluation of every (dataset, method)."""
+    rows = []
+    for dataset in DATASETS:
+        for method in METHODS:
+            finals = [r["curve"][-1] for r in runs if r["dataset"] == dataset and r["method"] == method]
+            if not finals:
+                continue
+            row = {"dataset": dataset, "method": method, "seeds": len(finals)}
+            for key in ("modes", "hq", "kl", "iteration", "wall_s"):
+                values = [f[key] for f in finals]
+                row[key] = statistics.mean(values)
+                row[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print("| data | method | modes | % HQ | KL | iterations |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['dataset']} | {r['method']} | {r['modes']:.1f} ± {r['modes_sd']:.1f} "
+            f"| {100 * r['hq']:.1f} ± {100 * r['hq_sd']:.1f} | {r['kl']:.2f} ± {r['kl_sd']:.2f} "
+            f"| {r['iteration']:.0f} |"
+        )
+
+
+def plot(runs: list[dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(DATASETS), figsize=(5 * len(DATASETS), 4))
+    colors = dict(zip(METHODS, ("tab:gray", "tab:orange", "tab:blue", "tab:green")))
+    for ax, dataset in zip(axes, DATASETS):
+        for run in (r for r in runs if r["dataset"] == dataset):
+            curve = run["curve"]
+            label = run["method"] if run["seed"] == min(r["seed"] for r in runs) else None
+            ax.plot([p["wall_s"] for p in curve], [p["modes"] for p in curve], "o-", color=colors[run["method"]],
+                    alpha=0.7, markersize=3, label=label)  # fmt: skip
+        ax.set(title=dataset, xlabel="training wall time (s)", ylabel="modes covered")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
+    parser.add_argument("--evaluations", type=int, default=8, help="evaluations per run, evenly in time")
+    parser.add_argument("--max-iterations", type=int, default=1_000_000, help="iteration cap per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--backend", default="eager", choices=["eager", "compiled"], help="LBT unroll backend")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--out", default=str(RESULTS / "coverage.json"))
+    args = parser.parse_args(argv)
+
+    settings = vars(args)
+    tasks = [(d, m, s, settings) for d in args.datasets for m in args.methods for s in args.seeds]
+    info = machine()
+    load = info.get("load_average_1_5_15min")
+    print(f"{info['date']}: {len(tasks)} runs x {args.budget:.0f} s, {args.jobs} at a time, load {load}")
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        runs = pool.map(one_run, tasks, chunksize=1)
+    info["total_wall_s"] = time.perf_counter() - start
+    info["load_average_after"] = machine().get("load_average_1_5_15min")
+    rows = table(runs)
+    print_table(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"machine": info, "settings": settings, "table": rows, "runs": runs}, f, indent=1)
+    plot(runs, RESULTS / "coverage.png")
+    print(f"wrote {args.out} and {RESULTS / 'coverage.png'} in {info['total_wall_s'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Per-iteration time and memory of GAN, Unrolled GAN, LBT and LBT-GAN on the ring, with floors.
+
+Usage: ``make bench`` or ``python benchmarks/speed.py [--iterations 30] [--rounds 3] [--ks 1 2 5 10]
+[--backends eager compiled]``. Every method is built from its shipped config
+(``experiments/ring/<method>.yaml``: the same generator, 2x128 tanh networks and batch 512) and
+trained by Lightning in this one process, round-robin, so all ratios come from the same run.
+Prints a table and writes ``benchmarks/results/speed.json``.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import pytorch_lightning as pl
+import torch
+from common import METHODS, RESULTS, Stopwatch, build, machine, summary, trainer
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+# LBT's iteration, split: Teacher.update, Teacher.loss (the K-step unroll), generator_step (its backward)
+PARTS = {
+    "estimator update": ("teacher", "update"),
+    "unroll": ("teacher", "loss"),
+    "generator step": (None, "generator_step"),
+}
+
+
+class IterationTimer(pl.Callback):
+    """Wall time of every training iteration (hooks, training_step, optimizer steps)."""
+
+    def __init__(self, watch: Stopwatch):
+        self.watch = watch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.start = self.watch.now()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.watch.times.setdefault("iteration", []).append(self.watch.now() - self.start)
+
+
+class PeakMemory(pl.Callback):
+    """Peak bytes allocated during the last iteration, above what was live before it: CUDA's
+    allocator statistics on a GPU, the profiler's allocation/free events on CPU."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx + 1 < trainer.num_training_batches:
+            return
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self.prof.__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx + 1 < trainer.num_training_batches:
+            return
+        if torch.cuda.is_available():
+            self.peak = torch.cuda.max_memory_allocated() - self.base
+            return
+        self.prof.__exit__(None, None, None)
+        live = self.peak = 0
+        for event in sorted(self.prof.events(), key=lambda e: e.time_range.start):
+            live += event.self_cpu_memory_usage
+            self.peak = max(self.peak, live)
+
+
+def make(method: str, overrides: list[str], seed: int = 0):
+    torch.manual_seed(seed)
+    model, data = build("ring", method, overrides)
+    watch = Stopwatch()
+    for name, (owner, attr) in PARTS.items():
+        obj = getattr(model, owner, None) if owner else model
+        if obj is not None and (owner or hasattr(model, "teacher")):
+            watch.wrap(obj, attr, name)
+    return {"model": model, "data": data, "watch": watch}
+
+
+def run(entry: dict, iterations: int, callbacks=()) -> None:
+    trainer(iterations, [IterationTimer(entry["watch"]), *callbacks]).fit(entry["model"], entry["data"])
+
+
+def time_round_robin(entries: dict[str, dict], iterations: int, warmup: int, rounds: int) -> dict[str, dict]:
+    """Warm every entry up (compiling where it compiles), then ``rounds`` × ``iterations`` each,
+    interleaved so that a busy spell of the machine hits all of them alike."""
+    for entry in entries.values():
+        start = time.perf_counter()
+        run(entry, 1)
+        entry["first_iteration_s"] = time.perf_counter() - start
+        run(entry, max(warmup - 1, 1))
+        entry["watch"].reset()
+    for _ in range(rounds):
+        for entry in entries.values():
+            run(entry, iterations)
+    out = {}
+    for label, entry in entries.items():
+        times = entry["watch"].times
+        out[label] = {"iteration": summary(times["iteration"]), "first_iteration_s": entry["first_iteration_s"]}
+        out[label]["parts"] = {k: summary(v) for k, v in times.items() if k != "iteration"}
+        fast = getattr(getattr(entry["model"], "teacher", None), "fast", None)
+        if fast is not None:
+            out[label]["compile_s"] = dict(fast.compile_seconds)
+    return out
+
+
+def median_time(fn, repeats: int = 50, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_matmul_flops() -> float:
+    """The machine's best measured float32 matmul throughput (FLOP/s) over a few square sizes."""
+    best = 0.0
+    for n in (256, 512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        best = max(best, 2 * n**3 / median_time(lambda a=a, b=b: a @ b, repeats=max(5, 2**24 // n**2)))
+    return best
+
+
+class FlopCount(pl.Callback):
+    """FLOPs of the last iteration's matmuls, as ``torch.utils.flop_counter`` counts them (eager only)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx + 1 == trainer.num_training_batches:
+            self.counter = FlopCounterMode(display=False)
+            self.counter.__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx + 1 == trainer.num_training_batches:
+            self.counter.__exit__(None, None, None)
+            self.flops = self.counter.get_total_flops()
+
+
+def pass_times(batch: int) -> dict[str, float]:
+    """Seconds of the floor's unit passes with the shipped networks: one estimator forward+backward,
+    one generator sample (z drawn, no graph), one generator forward+backward."""
+    torch.manual_seed(0)
+    model, _ = build("ring", "lbt")
+    estimator, generator = model.estimator, model.generator
+    x = torch.randn(batch, 2)
+
+    def estimator_pass():
+        estimator.zero_grad()
+        estimator(x).mean().backward()
+
+    def generator_pass():
+        generator.zero_grad()
+        generator(model.noise(batch)).sum().backward()
+
+    return {
+        "estimator_fwd_bwd_s": median_time(estimator_pass),
+        "generator_sample_s": median_time(lambda: model.sample(batch)),
+        "generator_fwd_bwd_s": median_time(generator_pass),
+    }
+
+
+def lbt_floor(units: dict[str, float], k: int, n_est: int) -> dict[str, float]:
+    """The pass-count floor of one LBT iteration: n_est·K first-order estimator passes (update),
+    K double-backward passes counted as 3 each (unroll and its backward), 1 pass for the loss on
+    real data; n_est·K generator samples and K generator forward+backward passes."""
+    passes = n_est * k + 3 * k + 1
+    seconds = passes * units["estimator_fwd_bwd_s"]
+    seconds += n_est * k * units["generator_sample_s"] + k * units["generator_fwd_bwd_s"]
+    return {"estimator_passes": passes, "floor_ms": 1e3 * seconds}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=20, help="timed iterations per entry per round")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed iterations first (compilation included)")
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin rounds over all entries")
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 5, 10], help="LBT unroll steps K to sweep")
+    parser.add_argument("--backends", nargs="+", default=["eager", "compiled"], help="LBT unroll backends")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
+    parser.add_argument("--out", default=str(RESULTS / "speed.json"))
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    info = machine()
+    print(f"{info['date']}  {info['cpu']}  {info['torch_threads']} threads  load {info.get('load_average_1_5_15min')}")
+    entries = {}
+    for label, method in METHODS.items():
+        for backend in args.backends if "LBT" in label else ["eager"]:
+            ks = args.ks if label == "LBT" else [5]
+            for k in ks:
+                overrides = [] if backend == "eager" else [f"--model.init_args.unroll_backend={backend}"]
+                if label == "LBT":
+                    overrides.append(f"--model.init_args.unroll_steps={k}")
+                entries[(label, backend, k)] = make(method, overrides)
+    print(f"timing {len(entries)} entries: {args.rounds} rounds x {args.iterations} iterations, round-robin")
+    results = time_round_robin(entries, args.iterations, args.warmup, args.rounds)
+
+    units, peak = pass_times(512), peak_matmul_flops()
+    gan = results[("GAN", "eager", 5)]["iteration"]["median_ms"]
+    rows = []
+    for (label, backend, k), entry in entries.items():
+        row = {"method": label, "backend": backend, "K": k, **results[(label, backend, k)]}
+        row["ratio_to_gan"] = row["iteration"]["median_ms"] / gan
+        if backend == "eager":
+            flops = FlopCount()
+            run(entry, 1, [flops])
+            row["gflop"] = flops.flops / 1e9
+        if label == "LBT":
+            memory = PeakMemory()
+            run(entry, 1, [memory])
+            row["peak_memory_mb"] = memory.peak / 2**20
+            row |= lbt_floor(units, k, entry["model"].teacher.estimator_steps)
+            row["measured_over_floor"] = row["iteration"]["median_ms"] / row["floor_ms"]
+        rows.append(row)
+    gflop = {(r["method"], r["K"]): r["gflop"] for r in rows if "gflop" in r}
+    for row in rows:
+        if (row["method"], row["K"]) in gflop:
+            row["flop_floor_ms"] = 1e3 * gflop[(row["method"], row["K"])] * 1e9 / peak
+            row["measured_over_flop_floor"] = row["iteration"]["median_ms"] / row["flop_floor_ms"]
+
+    report = {"machine": info, "settings": vars(args), "peak_matmul_gflops": peak / 1e9, "units": units, "rows": rows}
+    report["machine"]["load_average_after"] = machine().get("load_average_1_5_15min")
+    print_table(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"wrote {args.out}")
+    return report
+
+
+COLUMNS = [  # header, width, format, getter
+    ("method", 13, "", lambda r: r["method"]),
+    ("backend", 9, "", lambda r: r["backend"]),
+    ("K", 2, "d", lambda r: r["K"]),
+    ("median ms", 9, ".1f", lambda r: r["iteration"]["median_ms"]),
+    ("IQR ms", 13, "", lambda r: f"{r['iteration']['q1_ms']:.1f}-{r['iteration']['q3_ms']:.1f}"),
+    ("x GAN", 6, ".2f", lambda r: r["ratio_to_gan"]),
+    ("est.upd", 7, ".1f", lambda r: r["parts"]["estimator update"]["median_ms"]),
+    ("unroll", 7, ".1f", lambda r: r["parts"]["unroll"]["median_ms"]),
+    ("G step", 7, ".1f", lambda r: r["parts"]["generator step"]["median_ms"]),
+    ("floor", 6, ".1f", lambda r: r["floor_ms"]),
+    ("/floor", 6, ".2f", lambda r: r["measured_over_floor"]),
+    ("FLOPfl", 6, ".1f", lambda r: r["flop_floor_ms"]),
+    ("/FLOPfl", 7, ".2f", lambda r: r["measured_over_flop_floor"]),
+    ("GFLOP", 5, ".2f", lambda r: r["gflop"]),
+    ("peak MB", 7, ".1f", lambda r: r["peak_memory_mb"]),
+    ("1st it s", 8, ".1f", lambda r: r["first_iteration_s"]),
+]
+
+
+def cell(row: dict, width: int, fmt: str, getter) -> str:
+    try:
+        value = getter(row)
+    except KeyError:
+        value, fmt = "", ""
+    return format(format(value, fmt), f">{width}" if fmt else f"<{width}")
+
+
+def print_table(report: dict) -> None:
+    head = " ".join(format(h, f"<{w}" if not f else f">{w}") for h, w, f, _ in COLUMNS)
+    print(head)
+    print("-" * len(head))
+    for row in report["rows"]:
+        print(" ".join(cell(row, w, f, g) for _, w, f, g in COLUMNS))
+    units = ", ".join(f"{k.removesuffix('_s')} {1e3 * v:.2f}" for k, v in report["units"].items())
+    print(f"peak matmul {report['peak_matmul_gflops']:.0f} GFLOP/s; unit passes (ms): {units}")
+    print(
+        "floor: n_est*K + 3K + 1 estimator fwd+bwd passes + n_est*K generator samples + K generator fwd+bwd "
+        "(measured unit passes); FLOPfl: counted matmul FLOPs / peak matmul throughput"
+    )
+
+
+if __name__ == "__main__":
+    main()

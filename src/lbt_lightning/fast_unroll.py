@@ -1,0 +1,149 @@
+"""LBT's unroll written with torch.func transforms, so that torch.compile can fuse it into one graph."""
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from pytorch_lightning.utilities import rank_zero_info
+from torch import Tensor, nn
+from torch.func import functional_call, grad_and_value
+
+from lbt_lightning import objectives
+from lbt_lightning.objectives import INNER_OPTIMIZERS, AdamConfig, InnerState, Params, Unrolled
+
+UnrollBackend = Literal["eager", "compiled"]
+UNROLL_BACKENDS = ("eager", "compiled")
+
+
+class FastUnroll:
+    """:func:`objectives.unroll` of ``mean log p_φ(x)`` for one estimator, with the K fake batches
+    drawn up front, so that each pass is one function of tensors.
+
+    ``update`` is the estimator's real training (no graph): per step one call computes the
+    gradient and another the optimizer step, with ``reduce_grads`` (e.g. a DDP all-reduce) run
+    eagerly between them (fusing the two calls measured no faster). ``teaching_loss`` computes the generator's loss
+    *and its gradient with respect to the fake batches* in one forward-only pass (grad of grad:
+    ``torch.compile`` cannot differentiate a graph that itself contains a backward, but it can
+    compile one that computes both), and hands that gradient to autograd, which carries it on
+    through the generator as usual.
+
+    Arguments:
+        estimator: The density p_φ; its ``forward`` is ``log_prob``.
+        inner_optimizer: ``"adam"`` or ``"sgd"``, as in :func:`objectives.unroll`.
+        first_order: As in :func:`objectives.unroll`.
+        compiled: Wrap both passes in ``torch.compile``; the first call of each compiles (on 2
+            CPU cores a minute or more; logged, and cached on disk by Inductor for later runs).
+            Random draws inside the estimator (the VAE's ε) use ATen's generator
+            (``fallback_random``), so a seed gives the same numbers as without compiling.
+            ``False`` runs the same torch.func code eagerly (for tests).
+        adam: The unrolled Adam's constants.
+        compile_backend: ``torch.compile`` backend; ``"aot_eager"`` traces without code
+            generation (fast to build, for tests).
+    """
+
+    def __init__(
+        self,
+        estimator: nn.Module,
+        *,
+        inner_optimizer: Literal["adam", "sgd"] = "adam",
+        first_order: bool = False,
+        compiled: bool = True,
+        adam: AdamConfig = AdamConfig(),
+        compile_backend: str = "inductor",
+    ):
+        if inner_optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
+        self.estimator, self.inner_optimizer, self.first_order = estimator, inner_optimizer, first_order
+        self.compiled, self.adam, self.compile_backend = compiled, adam, compile_backend
+        self.compile_seconds: dict[str, float] = {}
+        self._build()
+
+    def _build(self) -> None:
+        self._fns = {"grad": self._grad_impl, "step": self._step_impl, "teaching": self._teach_impl}
+        if self.compiled:
+            # fallback_random: draw the estimator's noise with ATen's generator, as eager does
+            options = {"fallback_random": True} if self.compile_backend == "inductor" else None
+            kwargs = {"fullgraph": True, "backend": self.compile_backend, "options": options}
+            self._fns = {name: torch.compile(fn, **kwargs) for name, fn in self._fns.items()}
+
+    def __getstate__(self) -> dict:
+        # compiled functions neither pickle nor deep-copy; a copy compiles its own on first use
+        return {k: v for k, v in self.__dict__.items() if k != "_fns"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build()
+
+    def _call(self, name: str, *args):
+        """The (compiled) function ``name`` on ``args``; its first compiled call is timed and logged."""
+        if not self.compiled or name in self.compile_seconds:
+            return self._fns[name](*args)
+        start = time.perf_counter()
+        out = self._fns[name](*args)
+        self.compile_seconds[name] = time.perf_counter() - start
+        rank_zero_info(f"torch.compile of the estimator's {name} function took {self.compile_seconds[name]:.1f} s")
+        return out
+
+    def _log_prob(self, params: Params, x: Tensor) -> Tensor:
+        return functional_call(self.estimator, params, (x,)).mean()
+
+    def _grad_impl(self, params: Params, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        grads, value = grad_and_value(self._log_prob)(params, x)
+        return list(grads.values()), value
+
+    def _step_impl(self, params: Params, grads: list[Tensor], state: InnerState, lr: float):
+        if self.inner_optimizer == "adam":
+            return objectives.adam_step(params, grads, state, lr, self.adam)
+        return objectives.sgd_step(params, grads, state, lr)
+
+    def _unroll(self, params: Params, state: InnerState, fakes: list[Tensor], lr: float) -> Params:
+        for x in fakes:
+            at = {k: p.detach() for k, p in params.items()} if self.first_order else params
+            grads, _ = self._grad_impl(at, x)
+            params, state = self._step_impl(params, grads, state, lr)
+        return params
+
+    def _teach_impl(self, fakes: list[Tensor], real: Tensor, params: Params, state: InnerState, lr: float):
+        def loss(fakes: list[Tensor]) -> Tensor:
+            return -self._log_prob(self._unroll(params, state, fakes, lr), real)
+
+        grads, value = grad_and_value(loss)(fakes)
+        return value, grads
+
+    @torch.no_grad()
+    def update(
+        self,
+        params: Params,
+        state: InnerState,
+        fakes: list[Tensor],
+        lr: float,
+        reduce_grads: Callable[[list[Tensor]], list[Tensor]] | None = None,
+    ) -> Unrolled:
+        """``len(fakes)`` real steps from (params, state), one per batch; no graph is kept."""
+        for x in fakes:
+            grads, value = self._call("grad", params, x.detach())
+            if reduce_grads is not None:
+                grads = reduce_grads(grads)
+            params, state = self._call("step", params, grads, state, lr)
+        return Unrolled(params, state, value)
+
+    def teaching_loss(self, params: Params, state: InnerState, fakes: list[Tensor], real: Tensor, lr: float) -> Tensor:
+        """``-mean log p_{φ^K}(real)`` after K unrolled steps on ``fakes`` (K = len(fakes)),
+        differentiable with respect to the fake batches (and so to the generator)."""
+        detached = {k: p.detach() for k, p in params.items()}
+        return _TeachingLoss.apply(lambda xs: self._call("teaching", xs, real, detached, state, lr), *fakes)
+
+
+class _TeachingLoss(torch.autograd.Function):
+    """A loss whose gradient with respect to its inputs was computed with its value."""
+
+    @staticmethod
+    def forward(ctx, run: Callable, *fakes: Tensor) -> Tensor:
+        value, grads = run([x.detach() for x in fakes])
+        ctx.save_for_backward(*grads)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        return (None, *(grad_output * g for g in ctx.saved_tensors))
