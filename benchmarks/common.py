@@ -1,9 +1,12 @@
 """Shared by the benchmarks: models from the shipped configs, a quiet Trainer, machine facts."""
 
+import logging
 import os
 import platform
 import statistics
+import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,12 +20,21 @@ EXPERIMENTS = ROOT / "experiments"
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = {"GAN": "gan", "Unrolled GAN": "unrolled_gan", "LBT": "lbt", "LBT-GAN": "lbt_gan"}
 
+# Dozens of short fits: keep Lightning's per-fit chatter out (compile times are in the tables).
+for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+    logging.getLogger(name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|sys.argv).*")
+
 
 def build(data: str, method: str, overrides: list[str] = ()) -> tuple[pl.LightningModule, pl.LightningDataModule]:
     """Model and data module of ``experiments/<data>/<method>.yaml`` over ``trainer.yaml``, through
     the CLI (so exactly what ``lightning fit`` would build), plus ``--key=value`` overrides."""
     args = ["--config", str(EXPERIMENTS / "trainer.yaml"), "--config", str(EXPERIMENTS / data / f"{method}.yaml")]
-    cli = main([*args, *overrides], run=False)
+    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees the script's own arguments
+    try:
+        cli = main([*args, *overrides], run=False)
+    finally:
+        sys.argv = argv
     return cli.model, cli.datamodule
 
 

@@ -9,14 +9,14 @@ Prints a table and writes ``benchmarks/results/speed.json``.
 
 import argparse
 import json
-import statistics
+import os
+import subprocess
+import sys
 import time
 
-import pytorch_lightning as pl
 import torch
 from common import METHODS, RESULTS, Stopwatch, build, machine, summary, trainer
-from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+from probes import FlopCount, IterationTimer, PeakMemory, median_time, peak_matmul_flops
 
 # LBT's iteration, split: Teacher.update, Teacher.loss (the K-step unroll), generator_step (its backward)
 PARTS = {
@@ -24,47 +24,6 @@ PARTS = {
     "unroll": ("teacher", "loss"),
     "generator step": (None, "generator_step"),
 }
-
-
-class IterationTimer(pl.Callback):
-    """Wall time of every training iteration (hooks, training_step, optimizer steps)."""
-
-    def __init__(self, watch: Stopwatch):
-        self.watch = watch
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.start = self.watch.now()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.watch.times.setdefault("iteration", []).append(self.watch.now() - self.start)
-
-
-class PeakMemory(pl.Callback):
-    """Peak bytes allocated during the last iteration, above what was live before it: CUDA's
-    allocator statistics on a GPU, the profiler's allocation/free events on CPU."""
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx + 1 < trainer.num_training_batches:
-            return
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            self.prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-            self.prof.__enter__()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx + 1 < trainer.num_training_batches:
-            return
-        if torch.cuda.is_available():
-            self.peak = torch.cuda.max_memory_allocated() - self.base
-            return
-        self.prof.__exit__(None, None, None)
-        live = self.peak = 0
-        for event in sorted(self.prof.events(), key=lambda e: e.time_range.start):
-            live += event.self_cpu_memory_usage
-            self.peak = max(self.peak, live)
 
 
 def make(method: str, overrides: list[str], seed: int = 0):
@@ -105,40 +64,6 @@ def time_round_robin(entries: dict[str, dict], iterations: int, warmup: int, rou
     return out
 
 
-def median_time(fn, repeats: int = 50, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def peak_matmul_flops() -> float:
-    """The machine's best measured float32 matmul throughput (FLOP/s) over a few square sizes."""
-    best = 0.0
-    for n in (256, 512, 1024, 2048):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        best = max(best, 2 * n**3 / median_time(lambda a=a, b=b: a @ b, repeats=max(5, 2**24 // n**2)))
-    return best
-
-
-class FlopCount(pl.Callback):
-    """FLOPs of the last iteration's matmuls, as ``torch.utils.flop_counter`` counts them (eager only)."""
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx + 1 == trainer.num_training_batches:
-            self.counter = FlopCounterMode(display=False)
-            self.counter.__enter__()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if batch_idx + 1 == trainer.num_training_batches:
-            self.counter.__exit__(None, None, None)
-            self.flops = self.counter.get_total_flops()
-
-
 def pass_times(batch: int) -> dict[str, float]:
     """Seconds of the floor's unit passes with the shipped networks: one estimator forward+backward,
     one generator sample (z drawn, no graph), one generator forward+backward."""
@@ -172,6 +97,24 @@ def lbt_floor(units: dict[str, float], k: int, n_est: int) -> dict[str, float]:
     return {"estimator_passes": passes, "floor_ms": 1e3 * seconds}
 
 
+def memory_probe(k: int, backend: str) -> float:
+    """MiB of peak memory of one LBT iteration (after two that warm up and compile)."""
+    overrides = [f"--model.init_args.unroll_steps={k}", f"--model.init_args.unroll_backend={backend}"]
+    entry, memory = make("lbt", overrides), PeakMemory()
+    run(entry, 2)
+    run(entry, 1, [memory])
+    return memory.peak / 2**20
+
+
+def memory_in_subprocess(k: int, backend: str, threads: int | None) -> float:
+    """:func:`memory_probe` in a fresh process whose malloc returns every tensor's memory on free."""
+    command = [sys.executable, __file__, "--memory-probe", "--ks", str(k), "--backends", backend]
+    command += ["--threads", str(threads)] if threads else []
+    env = os.environ | {"MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20, help="timed iterations per entry per round")
@@ -181,9 +124,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--backends", nargs="+", default=["eager", "compiled"], help="LBT unroll backends")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
     parser.add_argument("--out", default=str(RESULTS / "speed.json"))
+    parser.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        print(memory_probe(args.ks[0], args.backends[0]))
+        return {}
 
     info = machine()
     print(f"{info['date']}  {info['cpu']}  {info['torch_threads']} threads  load {info.get('load_average_1_5_15min')}")
@@ -210,9 +157,7 @@ def main(argv=None) -> dict:
             run(entry, 1, [flops])
             row["gflop"] = flops.flops / 1e9
         if label == "LBT":
-            memory = PeakMemory()
-            run(entry, 1, [memory])
-            row["peak_memory_mb"] = memory.peak / 2**20
+            row["peak_memory_mb"] = memory_in_subprocess(k, backend, args.threads)
             row |= lbt_floor(units, k, entry["model"].teacher.estimator_steps)
             row["measured_over_floor"] = row["iteration"]["median_ms"] / row["floor_ms"]
         rows.append(row)

@@ -8,7 +8,7 @@ from test_methods import changed, fit
 from test_unroll import TinyGenerator, make_teacher
 
 from lbt_lightning import objectives
-from lbt_lightning.estimators import VAE
+from lbt_lightning.estimators import VAE, Flow
 from lbt_lightning.fast_unroll import FastUnroll
 from lbt_lightning.methods import LBT
 from lbt_lightning.networks import MLPGenerator
@@ -144,3 +144,12 @@ def test_lbt_trains_on_the_compiled_backend():
 def test_unknown_backend_is_named():
     with pytest.raises(ValueError, match="unroll_backend"):
         LBT(MLPGenerator(z_dim=8, hidden=[16]), VAE(latent_dim=4, hidden=[16]), unroll_backend="jit")
+
+
+def test_an_estimator_that_cannot_be_compiled_is_named():
+    flow = Flow(data_shape=[2], flow="maf", transforms=1, hidden=[4])
+    fast = FastUnroll(flow, compile_backend="aot_eager")
+    params = objectives.detached_params(flow)
+    state = objectives.InnerState(*({k: torch.zeros_like(p) for k, p in params.items()} for _ in "mv"), torch.zeros(()))
+    with pytest.raises(RuntimeError, match="Flow.*unroll_backend='eager'"):
+        fast.update(params, state, [torch.randn(8, 2)], 1e-3)

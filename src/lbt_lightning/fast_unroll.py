@@ -22,11 +22,13 @@ class FastUnroll:
 
     ``update`` is the estimator's real training (no graph): per step one call computes the
     gradient and another the optimizer step, with ``reduce_grads`` (e.g. a DDP all-reduce) run
-    eagerly between them (fusing the two calls measured no faster). ``teaching_loss`` computes the generator's loss
-    *and its gradient with respect to the fake batches* in one forward-only pass (grad of grad:
-    ``torch.compile`` cannot differentiate a graph that itself contains a backward, but it can
-    compile one that computes both), and hands that gradient to autograd, which carries it on
-    through the generator as usual.
+    eagerly between them (fusing the two calls measured no faster).
+
+    ``teaching_loss`` computes the generator's loss *and its gradient with respect to the fake
+    batches* in one forward-only pass (grad of grad: ``torch.compile`` cannot differentiate a
+    graph that itself contains a backward, but it can compile one that computes both), and hands
+    that gradient to autograd, which carries it on through the generator as usual (so DDP's
+    gradient hooks on the generator fire as in eager mode). Memory stays O(K) activations.
 
     Arguments:
         estimator: The density p_φ; its ``forward`` is ``log_prob``.
@@ -80,7 +82,14 @@ class FastUnroll:
         if not self.compiled or name in self.compile_seconds:
             return self._fns[name](*args)
         start = time.perf_counter()
-        out = self._fns[name](*args)
+        try:
+            out = self._fns[name](*args)
+        except torch._dynamo.exc.Unsupported as error:
+            reason = str(error).strip().splitlines()[0]
+            raise RuntimeError(
+                f"unroll_backend='compiled': torch.compile cannot trace {type(self.estimator).__name__}.log_prob "
+                f"({reason}); use unroll_backend='eager'"
+            ) from error
         self.compile_seconds[name] = time.perf_counter() - start
         rank_zero_info(f"torch.compile of the estimator's {name} function took {self.compile_seconds[name]:.1f} s")
         return out
