@@ -30,6 +30,7 @@ class SMNISTGenerator(nn.Module):
         out_channels: Image channels (3).
 
     Example:
+        >>> import torch
         >>> g = SMNISTGenerator()
         >>> g(torch.randn(4, g.z_dim)).shape
         torch.Size([4, 3, 28, 28])
@@ -84,6 +85,7 @@ class SMNISTDiscriminator(nn.Module):
         norm: ``"none"`` (the paper's default) or ``"batch"`` (its ``-d_bn`` flag).
 
     Example:
+        >>> import torch
         >>> SMNISTDiscriminator()(torch.rand(4, 3, 28, 28)).shape
         torch.Size([4])
     """
