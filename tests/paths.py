@@ -1,7 +1,26 @@
 """Repository paths used by the tests."""
 
+import os
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def _mnist_dir() -> Path:
+    """The real MNIST test set: $LBT_MNIST_DIR, else ../shared/data/mnist next to the repository,
+    else /work/shared/data/mnist (where this project's machines keep it)."""
+    candidates = [os.environ.get("LBT_MNIST_DIR"), ROOT.parent / "shared/data/mnist", "/work/shared/data/mnist"]
+    for candidate in filter(None, candidates):
+        if (Path(candidate) / "t10k-images-idx3-ubyte.gz").exists():
+            return Path(candidate)
+    return ROOT.parent / "shared/data/mnist"
+
+
+MNIST_DIR = _mnist_dir()
+needs_mnist = pytest.mark.skipif(
+    not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
+    reason=f"the MNIST test set is not at {MNIST_DIR}; set LBT_MNIST_DIR to the folder with its IDX files",
+)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from paths import MNIST_DIR
+from paths import MNIST_DIR, needs_mnist
 from pytorch_lightning.loggers import CSVLogger, Logger
 from torch import nn
 
@@ -101,6 +101,7 @@ def test_metric_refuses_bad_input(bad):
         StackedMNISTModes(PixelDigits()).update(bad)
 
 
+@needs_mnist
 def test_shared_test_set_triples_cover_all_modes():
     dm = StackedMNISTDataModule(root=str(MNIST_DIR), digits="test", num_samples=26000, batch_size=64)
     dm.setup("fit")
@@ -132,6 +133,7 @@ def copy_test_set(tmp_path):
     return tmp_path
 
 
+@needs_mnist
 def test_corrupt_gz_fails_md5_naming_the_file(tmp_path):
     path = copy_test_set(tmp_path) / FILES[0]
     data = bytearray(path.read_bytes())
@@ -141,6 +143,7 @@ def test_corrupt_gz_fails_md5_naming_the_file(tmp_path):
         load_mnist(tmp_path, "test")
 
 
+@needs_mnist
 def test_truncated_gz_fails(tmp_path):
     path = copy_test_set(tmp_path) / FILES[1]
     path.write_bytes(path.read_bytes()[:2000])
@@ -148,6 +151,7 @@ def test_truncated_gz_fails(tmp_path):
         load_mnist(tmp_path, "test")
 
 
+@needs_mnist
 def test_unpacked_files_are_read_and_checked(tmp_path):
     for name in FILES:
         (tmp_path / name.removesuffix(".gz")).write_bytes(gzip.decompress((MNIST_DIR / name).read_bytes()))
@@ -178,6 +182,7 @@ def test_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list((tmp_path / "mnist").iterdir()) == []
 
 
+@needs_mnist
 def test_download_moves_verified_files_into_root(tmp_path, monkeypatch):
     class FakeMNIST:  # what torchvision leaves: the .gz files under <root>/MNIST/raw
         def __init__(self, root, download):
@@ -238,6 +243,7 @@ class ImageLogger(Logger):
         self.images.append((key, images, step))
 
 
+@needs_mnist
 def test_callbacks_log_modes_kl_and_image_grids(tmp_path, monkeypatch):
     path = tmp_path / "clf.pt"
     save_classifier(DigitClassifier(), path)  # untrained: only the plumbing is under test
@@ -280,6 +286,7 @@ def trained_classifier(tmp_path_factory):
 
 
 @pytest.mark.slow
+@needs_mnist
 def test_classifier_command_reaches_97_percent(trained_classifier):
     path, info = trained_classifier
     assert info["val_accuracy"] >= 0.97 and info["val_size"] == 2000 and info["train_size"] == 8000
@@ -288,6 +295,7 @@ def test_classifier_command_reaches_97_percent(trained_classifier):
 
 
 @pytest.mark.slow
+@needs_mnist
 def test_real_triples_through_trained_classifier(trained_classifier):
     """Triples of the 2,000 digits the classifier never saw: the real data must cover nearly every mode."""
     path, _ = trained_classifier
