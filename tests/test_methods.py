@@ -5,6 +5,7 @@ import copy
 import pytest
 import pytorch_lightning as pl
 import torch
+from trainers import quiet_trainer
 
 from lbt_lightning.data import RingDataModule
 from lbt_lightning.estimators import VAE
@@ -23,14 +24,7 @@ def build(method, **kwargs):
 
 
 def fit(model, iterations=1):
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=iterations,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(iterations)
     trainer.fit(model, RingDataModule(batch_size=32))
     return trainer
 

@@ -3,6 +3,7 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from trainers import quiet_trainer
 
 from lbt_lightning.callbacks import IterationCheckpoint
 from lbt_lightning.data import RingDataModule
@@ -32,14 +33,9 @@ class Crash(pl.Callback):
 
 
 def trainer(tmp_path, iterations, callbacks=()):
-    return pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=iterations,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[IterationCheckpoint(dirpath=tmp_path / "ckpt", every_n_iterations=3, save_last=True), *callbacks],
+    checkpoint = IterationCheckpoint(dirpath=tmp_path / "ckpt", every_n_iterations=3, save_last=True)
+    return quiet_trainer(
+        iterations, enable_checkpointing=True, default_root_dir=tmp_path, callbacks=[checkpoint, *callbacks]
     )
 
 
@@ -93,17 +89,6 @@ class NaNOnDemand(DensityEstimator):
     def log_prob(self, x):
         out = torch.distributions.Normal(self.mean, 1.0).log_prob(x).sum(-1)
         return out * float("nan") if self.poisoned else out
-
-
-def quiet_trainer(iterations):
-    return pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=iterations,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
 
 
 @pytest.mark.parametrize("method", [LBT, LBTGAN])

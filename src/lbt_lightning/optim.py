@@ -28,3 +28,15 @@ def build_optimizer(
         if "lr" in group and not float(group["lr"]) > 0:
             raise ValueError(f"{name}: lr must be > 0, got {group['lr']}")
     return optimizer
+
+
+def adversarial_optimizers(module) -> list[torch.optim.Optimizer]:
+    """[generator, discriminator] optimizers of a module with ``generator_optimizer`` and
+    ``discriminator_optimizer`` arguments; None gives the paper's Adam (PAPER.md §2.2: G 1e-3 (toy),
+    D 1e-4, both β1 0.5)."""
+    return [
+        build_optimizer("generator_optimizer", module.generator_optimizer, module.generator.parameters(), 1e-3),
+        build_optimizer(
+            "discriminator_optimizer", module.discriminator_optimizer, module.discriminator.parameters(), 1e-4
+        ),
+    ]

@@ -9,7 +9,7 @@ from lbt_lightning import objectives
 from lbt_lightning.estimators.base import DensityEstimator
 from lbt_lightning.methods.base import GenerativeModule
 from lbt_lightning.methods.teacher import Teacher
-from lbt_lightning.optim import build_optimizer
+from lbt_lightning.optim import adversarial_optimizers
 
 
 class LBTGAN(GenerativeModule):
@@ -76,13 +76,7 @@ class LBTGAN(GenerativeModule):
         return self.teacher.estimator
 
     def configure_optimizers(self):
-        return [
-            # PAPER.md §2.2: G Adam 1e-3 (toy), D Adam 1e-4, both β1 0.5
-            build_optimizer("generator_optimizer", self.generator_optimizer, self.generator.parameters(), 1e-3),
-            build_optimizer(
-                "discriminator_optimizer", self.discriminator_optimizer, self.discriminator.parameters(), 1e-4
-            ),
-        ]
+        return adversarial_optimizers(self)
 
     def sample_consumers(self) -> dict[str, nn.Module]:
         return {"estimator": self.estimator, "discriminator": self.discriminator}
