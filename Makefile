@@ -13,6 +13,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# One torch thread per test process: the tests use tiny networks, and on a busy 2-core machine
+# two spinning OpenMP threads per process made them up to 10x slower.
+test: export OMP_NUM_THREADS ?= 1
 test: install
 	$(BIN)/pytest -q
 

@@ -2,11 +2,12 @@
 
 import subprocess
 import sys
+from importlib.metadata import entry_points
 
 import pytest
-from paths import EXPERIMENTS, ROOT
+from paths import EXPERIMENTS
 
-from lbt_lightning.cli import main
+from lbt_lightning.cli import lightning_main, main
 from lbt_lightning.methods.base import GenerativeModule
 
 TRAINER = str(EXPERIMENTS / "trainer.yaml")
@@ -99,19 +100,33 @@ def test_one_method_config_alone_trains_with_the_default_callbacks(tmp_cwd):
     assert list((tmp_cwd / "runs").rglob("scatter_0000002.png"))
 
 
-@pytest.mark.parametrize("command", [["lightning"], ["lbt"], [sys.executable, "-m", "lbt_lightning"]])
-def test_entry_points_list_subcommands(command):
-    if command[0] != sys.executable:
-        command = [str(ROOT / ".venv/bin" / command[0])] if (ROOT / ".venv/bin" / command[0]).exists() else command
-    out = subprocess.run([*command, "--help"], capture_output=True, text=True, check=True).stdout
+def test_console_scripts_point_at_the_cli():
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.dist.name == "lbt-lightning"}
+    assert scripts == {"lightning": "lbt_lightning.cli:lightning_main", "lbt": "lbt_lightning.cli:main"}
+
+
+def test_python_m_lists_subcommands():
+    """One real process: ``python -m lbt_lightning --help`` (the console scripts call the same main)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "lbt_lightning", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for sub in ("fit", "validate", "test", "predict"):
         assert sub in out
 
 
-def test_lightning_unknown_command_is_explained():
-    exe = ROOT / ".venv/bin/lightning"
-    if not exe.exists():
-        pytest.skip("console script not installed")
-    result = subprocess.run([str(exe), "login"], capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "lightning-sdk" in result.stderr or "lightning_sdk" in result.stderr
+@pytest.mark.parametrize("entry", [lightning_main, main])
+def test_entry_points_list_subcommands(entry, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["prog", "--help"])
+    with pytest.raises(SystemExit) as info:
+        entry() if entry is lightning_main else entry(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for sub in ("fit", "validate", "test", "predict"):
+        assert sub in out
+
+
+def test_lightning_unknown_command_is_explained(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["lightning", "login"])
+    with pytest.raises(SystemExit) as info:
+        lightning_main()
+    assert "lightning-sdk" in str(info.value.code)
