@@ -120,22 +120,27 @@ def print_table(rows: list[dict]) -> None:
 
 
 def plot(runs: list[dict], path) -> None:
+    """Modes (top) and % high quality (bottom) against training time, one line per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(DATASETS), figsize=(5 * len(DATASETS), 4))
+    fig, axes = plt.subplots(2, len(DATASETS), figsize=(5 * len(DATASETS), 7), sharex="col", squeeze=False)
     colors = dict(zip(METHODS, ("tab:gray", "tab:orange", "tab:blue", "tab:green")))
-    for ax, dataset in zip(axes, DATASETS):
+    first_seed = min(r["seed"] for r in runs)
+    for col, dataset in enumerate(DATASETS):
         for run in (r for r in runs if r["dataset"] == dataset):
-            curve = run["curve"]
-            label = run["method"] if run["seed"] == min(r["seed"] for r in runs) else None
-            ax.plot([p["train_s"] for p in curve], [p["modes"] for p in curve], "o-", color=colors[run["method"]],
-                    alpha=0.7, markersize=3, label=label)  # fmt: skip
-        ax.set(title=dataset, xlabel=f"training time (s, {runs[0]['clock']} clock)", ylabel="modes covered")
+            t = [p["train_s"] for p in run["curve"]]
+            style = {"color": colors[run["method"]], "alpha": 0.7, "markersize": 3}
+            label = run["method"] if run["seed"] == first_seed else None
+            axes[0, col].plot(t, [p["modes"] for p in run["curve"]], "o-", label=label, **style)
+            axes[1, col].plot(t, [100 * p["hq"] for p in run["curve"]], "o-", **style)
+        axes[0, col].set(title=dataset, ylabel="modes covered")
+        axes[1, col].set(xlabel=f"training time (s, {runs[0]['clock']} clock)", ylabel="% high quality")
+    for ax in axes.flat:
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0, 0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

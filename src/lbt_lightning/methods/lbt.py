@@ -26,8 +26,8 @@ class LBT(GenerativeModule):
         inner_optimizer: ``"adam"`` (the paper's, β1 0.5) or ``"sgd"``.
         first_order: Drop the Hessian terms of the unroll (ablation).
         unroll_backend: ``"eager"`` (autograd) or ``"compiled"`` (torch.func + torch.compile:
-            ~1.4x faster iterations on CPU, the same results to float32 rounding, the first
-            iteration compiles for seconds to minutes; see README "Results").
+            1.35x faster ring iterations on 2 CPU cores, the same results to float32 rounding;
+            the first iteration compiles, for minutes with a cold cache; see README "Results").
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
         max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
