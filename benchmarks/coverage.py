@@ -1,11 +1,13 @@
-"""Mode coverage against iterations and wall time: GAN, Unrolled GAN, LBT, LBT-GAN on three 2-D mixtures.
+"""Mode coverage against iterations and training time: GAN, Unrolled GAN, LBT, LBT-GAN on three 2-D mixtures.
 
 Usage: ``python benchmarks/coverage.py [--budget 180] [--seeds 0 1 2] [--jobs 2] [--threads 1]``.
 Every run trains one method from its shipped config for ``--budget`` seconds of training time
 (CPU time by default, see :class:`Budget`), evaluating modes / % high quality / KL (the VEEGAN
 protocol, 3σ) on fresh samples ``--evaluations`` times along the way. Writes
-``benchmarks/results/coverage.json`` and ``coverage.png`` (modes against wall time) and prints a
-mean ± sd table at the end of the budget.
+``benchmarks/results/coverage.json`` (every evaluation with its iteration, training, wall and CPU
+seconds) and ``coverage.png`` (modes and % HQ against training time), and prints a mean ± sd table
+at the end of the budget. README "Results" used ``--budget 60 --backend compiled`` (a reduced
+budget on a shared machine); the default budget takes about an hour on a free 2-core machine.
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Per-iteration time and memory of GAN, Unrolled GAN, LBT and LBT-GAN on the ring, with floors.
 
-Usage: ``make bench`` or ``python benchmarks/speed.py [--iterations 30] [--rounds 3] [--ks 1 2 5 10]
+Usage: ``make bench`` or ``python benchmarks/speed.py [--iterations 20] [--rounds 3] [--ks 1 2 5 10]
 [--backends eager compiled]``. Every method is built from its shipped config
 (``experiments/ring/<method>.yaml``: the same generator, 2x128 tanh networks and batch 512) and
 trained by Lightning in this one process, round-robin, so all ratios come from the same run.
