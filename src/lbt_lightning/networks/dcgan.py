@@ -4,21 +4,14 @@ import math
 
 from torch import Tensor, nn
 
+from lbt_lightning.networks.mlp import glorot_init
+
 
 def _check_image_size(image_size: int) -> int:
     """Number of stride-2 layers between 4x4 and ``image_size`` (3 for 32, 4 for 64)."""
     if not isinstance(image_size, int) or image_size < 8 or image_size & (image_size - 1):
         raise ValueError(f"image_size must be a power of two >= 8 (paper: 32 or 64), got {image_size!r}")
     return int(math.log2(image_size)) - 2
-
-
-def _init(module: nn.Module) -> None:
-    # Glorot-uniform weights and zero biases: tf.layers' defaults, as in the authors' code.
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 def _batch_norm(channels: int) -> nn.BatchNorm2d:
@@ -77,7 +70,7 @@ class DCGANGenerator(nn.Module):
             c //= 2
         layers += [nn.ConvTranspose2d(c, channels, 5, 2, padding=2, output_padding=1), nn.Tanh()]
         self.deconv = nn.Sequential(*layers)
-        _init(self)
+        glorot_init(self)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.bn(self.dense(z).view(-1, self.width, 4, 4))  # (B, 512, 4, 4)
@@ -126,7 +119,7 @@ class DCGANDiscriminator(nn.Module):
             c *= 2
         layers += [nn.Flatten(), nn.Linear(4 * 4 * c, 1)]
         self.net = nn.Sequential(*layers)
-        _init(self)
+        glorot_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).squeeze(-1)

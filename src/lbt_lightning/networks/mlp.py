@@ -9,6 +9,15 @@ Activation = Literal["tanh", "relu", "leaky_relu", "elu"]
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
 
 
+def glorot_init(module: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases, ``tf.layers``' defaults as in the authors' code."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def make_activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
@@ -45,10 +54,7 @@ class MLP(nn.Sequential):
             layers += [nn.Linear(a, b), make_activation(activation)]
         layers.append(nn.Linear(widths[-1], out_features))
         super().__init__(*layers)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+        glorot_init(self)
 
 
 class MLPGenerator(nn.Module):

@@ -4,16 +4,9 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from lbt_lightning.networks.mlp import glorot_init
+
 NORMS = ("none", "batch")
-
-
-def _init(module: nn.Module) -> None:
-    # Glorot-uniform weights and zero biases: tf.layers' defaults, as in the authors' code.
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class SMNISTGenerator(nn.Module):
@@ -67,7 +60,7 @@ class SMNISTGenerator(nn.Module):
             nn.ConvTranspose2d(c14, out_channels, 5, 2, padding=2, output_padding=1), nn.Sigmoid(),
         )  # fmt: skip
         self.c7 = c7
-        _init(self)
+        glorot_init(self)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.dense(z).view(-1, self.c7, 7, 7)  # (B, 32, 7, 7)
@@ -118,7 +111,7 @@ class SMNISTDiscriminator(nn.Module):
             nn.BatchNorm1d(hidden) if batch else nn.Identity(), nn.LeakyReLU(0.2),
             nn.Linear(hidden, 1),
         )  # fmt: skip
-        _init(self)
+        glorot_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).squeeze(-1)
