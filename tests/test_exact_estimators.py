@@ -5,11 +5,10 @@ import math
 import pytest
 import torch
 from gradcheck import assert_matches_finite_differences
-from test_unroll import TinyGenerator, teaching_loss
+from test_unroll import TinyGenerator, make_teacher, teaching_loss
 from torch.func import functional_call
 
 from lbt_lightning.estimators import Flow, GaussianMixture
-from lbt_lightning.methods.teacher import Teacher
 
 ESTIMATORS = {
     "mixture": lambda: GaussianMixture(data_shape=[2], components=3, init_scale=1.5),
@@ -18,42 +17,12 @@ ESTIMATORS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Intra-op threads cost ~20x on these tiny tensors when the CPU is shared (measured: 80 ms
-    vs 2 ms per unrolled teaching loss on 2 busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def make_teacher(name, inner_optimizer, steps, lr=0.05):
-    """As test_unroll.make_teacher, for any estimator: float64, mid-training Adam state."""
-    teacher = Teacher(
-        ESTIMATORS[name]().double(),
-        unroll_steps=steps,
-        unroll_lr=lr,
-        estimator_lr=3 * lr,
-        estimator_steps=1,
-        inner_optimizer=inner_optimizer,
-        first_order=False,
-    ).double()
-    for buf_name, buf in teacher.named_buffers():
-        if buf_name.startswith("m"):
-            buf.copy_(0.1 * torch.randn_like(buf))
-        elif buf_name.startswith("v"):
-            buf.copy_(0.01 * torch.rand_like(buf) + 1e-3)
-    teacher.t.fill_(4)
-    return teacher
-
-
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
 @pytest.mark.parametrize("inner_optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("steps", [1, 3])
 def test_hypergradient_matches_finite_differences(name, inner_optimizer, steps, monkeypatch):
     generator = TinyGenerator().double()
-    teacher = make_teacher(name, inner_optimizer, steps)
+    teacher = make_teacher(inner_optimizer, steps=steps, estimator=ESTIMATORS[name]())
     real = torch.randn(32, 2, dtype=torch.float64)
     assert_matches_finite_differences(
         lambda: teaching_loss(teacher, generator, real), list(generator.parameters()), monkeypatch

@@ -25,15 +25,6 @@ from lbt_lightning.networks import DCGANDiscriminator, DCGANGenerator
 TRAINER = str(EXPERIMENTS / "trainer.yaml")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Convolutions on a shared 2-core machine run ~10x faster on one thread than on two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TinyFeatures(nn.Module):
     """A fixed, download-free feature network: 4x4 average-pooled pixels, (B, 48)."""
 

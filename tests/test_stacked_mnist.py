@@ -28,15 +28,6 @@ from lbt_lightning.networks.classifier import load_classifier, save_classifier
 FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Convolutions on a shared 2-core machine run ~10x faster on one thread than on two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def reference(digit_labels: np.ndarray) -> tuple[int, float]:
     """PAPER.md §5.2 in plain numpy: mode id c1 + 10 c2 + 100 c3, modes hit, Σ p log(1000 p) with a 1e-20 guard."""
     modes = digit_labels[:, 0] + 10 * digit_labels[:, 1] + 100 * digit_labels[:, 2]

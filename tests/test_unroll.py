@@ -23,10 +23,11 @@ class TinyGenerator(nn.Module):
         return self.net(z)
 
 
-def make_teacher(inner_optimizer="adam", first_order=False, steps=3, lr=0.05):
-    estimator = VAE(data_shape=[2], latent_dim=2, hidden=[5], x_log_var=-1.0).double()
+def make_teacher(inner_optimizer="adam", first_order=False, steps=3, lr=0.05, estimator=None):
+    """A float64 Teacher (default: a tiny VAE) in a mid-training Adam state."""
+    estimator = estimator or VAE(data_shape=[2], latent_dim=2, hidden=[5], x_log_var=-1.0)
     teacher = Teacher(
-        estimator,
+        estimator.double(),
         unroll_steps=steps,
         unroll_lr=lr,
         estimator_lr=3 * lr,
