@@ -2,17 +2,36 @@
 
 import math
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 
+def batch_seed(seed: int, rank: int, index: int) -> int:
+    """The torch seed of batch ``index`` on DDP ``rank`` of a stream seeded with ``seed``.
+
+    ``numpy.random.SeedSequence((seed, rank, index)).generate_state(1, numpy.uint64)[0] >> 1``:
+    SeedSequence's mixing is a fixed, documented algorithm (not Python's ``hash``, whose value
+    for tuples may change between Python versions), it decorrelates neighbouring keys, and the
+    shift keeps the result below 2**63 as ``torch.Generator.manual_seed`` requires.
+
+    Example:
+        >>> batch_seed(0, 0, 0) == batch_seed(0, 0, 0) != batch_seed(0, 0, 1)
+        True
+    """
+    state = np.random.SeedSequence((seed, rank, index)).generate_state(1, np.uint64)
+    return int(state[0]) >> 1
+
+
 class MixtureStream(IterableDataset):
     """Endless batches from an equal-weight isotropic Gaussian mixture.
 
     Batch i is a pure function of (seed, rank, i), so a run resumed at iteration N continues
-    with exactly the batches an uninterrupted run would have seen.
+    with exactly the batches an uninterrupted run would have seen. It is drawn from a
+    ``torch.Generator`` seeded with :func:`batch_seed`; component indices first
+    (``torch.randint``), then the unit noise (``torch.randn``).
     """
 
     def __init__(self, centers: Tensor, sigma: float, batch_size: int, seed: int, start: int = 0):
@@ -24,7 +43,7 @@ class MixtureStream(IterableDataset):
         rng = torch.Generator()
         index = self.start
         while True:
-            rng.manual_seed(hash((self.seed, rank, index)) % 2**63)
+            rng.manual_seed(batch_seed(self.seed, rank, index))
             idx = torch.randint(len(self.centers), (self.batch_size,), generator=rng)
             noise = torch.randn(self.batch_size, 2, generator=rng)
             yield self.centers[idx] + self.sigma * noise
@@ -37,8 +56,8 @@ class MixtureDataModule(pl.LightningDataModule):
     Arguments:
         sigma: Standard deviation of every component, > 0.
         batch_size: Real samples per iteration.
-        seed: Seed of the data stream; None draws it from the global torch RNG at setup, so
-            ``seed_everything`` makes runs reproducible.
+        seed: Seed of the data stream, an integer >= 0; None draws it from the global torch
+            RNG at setup, so ``seed_everything`` makes runs reproducible.
     """
 
     data_shape = (2,)
@@ -49,6 +68,8 @@ class MixtureDataModule(pl.LightningDataModule):
             raise ValueError(f"sigma must be > 0, got {sigma!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if seed is not None and (not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
         self.sigma, self.batch_size, self.seed = float(sigma), batch_size, seed
         self._stream_seed = seed
 
