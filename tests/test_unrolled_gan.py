@@ -44,6 +44,43 @@ def test_hypergradient_matches_finite_differences(inner_optimizer, steps, loss, 
     )
 
 
+OPTIMIZERS = {
+    "adam": lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.5, 0.999)),
+    "adam-amsgrad-l2": lambda p: torch.optim.Adam(p, lr=1e-3, amsgrad=True, weight_decay=1e-2),
+    "adamw-maximize": lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=1e-1, maximize=True),
+    "sgd": lambda p: torch.optim.SGD(p, lr=1e-2),
+    "sgd-momentum": lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, dampening=0.1, weight_decay=1e-2),
+    "sgd-nesterov": lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True),
+}
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_unrolled_steps_without_graph_are_the_real_steps(name, steps):
+    """Golden test: the unroll is the discriminator's own optimizer, continuing its state."""
+    torch.manual_seed(0)
+    discriminator = MLPDiscriminator()  # the ring's, float32
+    optimizer = OPTIMIZERS[name](discriminator.parameters())
+    for _ in range(20):  # a mid-training state: m, v, momentum and step counter all non-zero
+        optimizer.zero_grad()
+        objectives.d_loss(discriminator(torch.randn(64, 2)), discriminator(0.5 * torch.randn(64, 2))).backward()
+        optimizer.step()
+    model = UnrolledGAN(MLPGenerator(z_dim=4, hidden=[8]), discriminator, unroll_steps=steps)
+    real, fake = torch.randn(64, 2), 0.5 * torch.randn(64, 2)
+    before = [p.detach().clone() for p in discriminator.parameters()]
+
+    unrolled = model.unrolled_discriminator(real, fake, optimizer, create_graph=False)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        objectives.d_loss(discriminator(real), discriminator(fake)).backward()
+        optimizer.step()
+
+    flat = lambda tensors: torch.cat([t.detach().flatten() for t in tensors])  # noqa: E731
+    after = flat(discriminator.parameters())
+    difference = (flat(unrolled.values()) - after).norm() / (after - flat(before)).norm()
+    assert difference < 1e-5, f"unrolled differs from the real steps by {difference:.2e} of their norm"
+
+
 def test_unroll_changes_the_gradient():
     """K steps of the discriminator change the generator's gradient: the baseline is not a GAN."""
     model, optimizer = make_model(steps=3)

@@ -9,48 +9,27 @@ from torch.func import functional_call
 
 from lbt_lightning import objectives
 from lbt_lightning.methods.base import GenerativeModule
-from lbt_lightning.objectives import AdamConfig, InnerState
 from lbt_lightning.optim import build_optimizer
+from lbt_lightning.twin_optimizer import SUPPORTED, TwinOptimizer
 
 GeneratorLoss = Literal["minimax", "non_saturating"]
 GENERATOR_LOSSES = ("minimax", "non_saturating")
 
 
-def inner_problem(optimizer: torch.optim.Optimizer, names: list[str]) -> tuple[str, float, AdamConfig, InnerState]:
-    """The unroll's settings read off a real ``torch.optim.Adam`` or ``SGD``: the inner optimizer,
-    its lr, Adam's constants and the state (m, v, t) that the K steps continue from."""
-    if len(optimizer.param_groups) != 1 or len(optimizer.param_groups[0]["params"]) != len(names):
-        raise ValueError("discriminator_optimizer must hold all the discriminator's parameters in one group")
-    group = optimizer.param_groups[0]
-    params = group["params"]
-    plain_adam = not any(group.get(k) for k in ("amsgrad", "weight_decay", "maximize"))
-    if type(optimizer) is torch.optim.Adam and plain_adam:
-        state = [optimizer.state.get(p, {}) for p in params]
-        m = {k: s.get("exp_avg", torch.zeros_like(p)) for k, p, s in zip(names, params, state)}
-        v = {k: s.get("exp_avg_sq", torch.zeros_like(p)) for k, p, s in zip(names, params, state)}
-        t = torch.as_tensor(float(state[0].get("step", 0.0)), dtype=torch.float64)
-        beta1, beta2 = group["betas"]
-        return "adam", float(group["lr"]), AdamConfig(beta1, beta2, group["eps"]), InnerState(m, v, t)
-    if type(optimizer) is torch.optim.SGD and group["momentum"] == 0 and group["weight_decay"] == 0:
-        zeros = {k: torch.zeros_like(p) for k, p in zip(names, params)}
-        return "sgd", float(group["lr"]), AdamConfig(), InnerState(zeros, zeros, torch.zeros((), dtype=torch.float64))
-    raise ValueError(
-        "discriminator_optimizer must be torch.optim.Adam (no amsgrad, weight decay or maximize) or torch.optim.SGD "
-        f"(no momentum or weight decay) so that its steps can be unrolled, got {type(optimizer).__name__}"
-    )
-
-
 class UnrolledGAN(GenerativeModule):
     """Metz et al. (2017) Unrolled GAN. Per iteration: one ordinary step of the discriminator's
     optimizer, then the generator descends f(θ_G, θ_D^K(θ_G)), where θ_D^K is K differentiable
-    steps of that same optimizer (its lr, betas and current m, v, t) from the just-updated θ_D on
-    the same real and fake batch, with the full second-order terms.
+    steps of that same optimizer from the just-updated θ_D and its current state (Adam's m, v,
+    t; SGD's momentum) on the same real and fake batch, with the full second-order terms.
 
-    The unroll is :func:`objectives.unroll` (ascent on ``-d_loss``): its Adam keeps the second
-    moment v constant and ε inside the square root, as LBT's unroll does; the authors' Keras Adam
-    differentiates through v and adds ε outside it. The authors' demo also computes the
-    discriminator and generator updates from the same θ_D; here the discriminator steps first,
-    as in :class:`~lbt_lightning.methods.gan.GAN`.
+    The unrolled steps are :class:`~lbt_lightning.twin_optimizer.TwinOptimizer`: the real
+    optimizer's own formulas, descending ``d_loss`` as the real step does, differentiated through
+    every moment as the authors' Keras Adam is. (``torch.optim.Adam`` adds ε after the
+    bias-corrected square root, Keras before the bias correction: a difference only for
+    gradients of order ε.) Without a graph an unrolled step equals
+    ``discriminator_optimizer.step()`` (tested). The authors' demo computes the discriminator
+    and generator updates from the same θ_D; here the discriminator steps first, as in
+    :class:`~lbt_lightning.methods.gan.GAN`.
 
     Arguments:
         generator: x = G(z).
@@ -60,7 +39,8 @@ class UnrolledGAN(GenerativeModule):
         generator_loss: ``"minimax"``: f = -d_loss at θ_D^K, the saddle objective the paper
             unrolls; ``"non_saturating"``: -log D_{θ_D^K}(G(z)).
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (the authors' demo).
-        discriminator_optimizer: Adam or plain SGD; None gives Adam lr 1e-4, β1 0.5 (the demo).
+        discriminator_optimizer: Adam, AdamW or SGD (any of their options); None gives Adam
+            lr 1e-4, β1 0.5 (the demo).
         clip_grad_norm: Global-norm clip of the generator gradient, or None.
         max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
 
@@ -95,7 +75,7 @@ class UnrolledGAN(GenerativeModule):
         d_opt = build_optimizer(
             "discriminator_optimizer", self.discriminator_optimizer, self.discriminator.parameters(), 1e-4
         )
-        inner_problem(d_opt, self._names())  # refuse an optimizer we cannot unroll before training
+        self._twin(d_opt)  # refuse an optimizer we cannot unroll before training
         # the demo: G Adam 1e-3, D Adam 1e-4, both β1 0.5 (the same as PAPER.md §2.2)
         g_opt = build_optimizer("generator_optimizer", self.generator_optimizer, self.generator.parameters(), 1e-3)
         return [g_opt, d_opt]
@@ -103,33 +83,52 @@ class UnrolledGAN(GenerativeModule):
     def sample_consumers(self) -> dict[str, nn.Module]:
         return {"discriminator": self.discriminator}
 
-    def _names(self) -> list[str]:
-        return [k for k, _ in self.discriminator.named_parameters()]
+    def _twin(self, optimizer: torch.optim.Optimizer) -> TwinOptimizer:
+        try:
+            return TwinOptimizer(optimizer, dict(self.discriminator.named_parameters()))
+        except ValueError as error:
+            raise ValueError(
+                f"discriminator_optimizer must be {SUPPORTED} over all the discriminator's parameters "
+                f"so that its steps can be unrolled: {error}"
+            ) from error
 
-    def unrolled_loss(self, real: Tensor, fake: Tensor, discriminator_optimizer: torch.optim.Optimizer) -> Tensor:
-        """The generator's loss at θ_D^K, differentiable with respect to ``fake``.
+    def _d_loss_at(self, params: objectives.Params, real: Tensor, fake: Tensor) -> Tensor:
+        d_real = functional_call(self.discriminator, params, (real,))
+        return objectives.d_loss(d_real, functional_call(self.discriminator, params, (fake,)))
+
+    def unrolled_discriminator(
+        self, real: Tensor, fake: Tensor, discriminator_optimizer: torch.optim.Optimizer, create_graph: bool = True
+    ) -> objectives.Params:
+        """θ_D^K: ``unroll_steps`` steps of ``discriminator_optimizer``'s update rule on
+        ``d_loss(real, fake)`` from the current θ_D and optimizer state, neither of which changes.
 
         Arguments:
             real: A real batch.
             fake: G(z), with its graph; the same batches feed all K steps, as in the demo.
             discriminator_optimizer: The real optimizer whose steps are unrolled.
+            create_graph: Keep the graph so that θ_D^K is differentiable with respect to ``fake``;
+                ``False`` gives what K real steps on this batch would give.
+        """
+        twin = self._twin(discriminator_optimizer)
+        params = objectives.detached_params(self.discriminator)
+        for _ in range(self.unroll_steps):
+            loss = self._d_loss_at(params, real, fake)
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+            params = twin.step(params, grads)
+            if not create_graph:
+                params = {k: p.detach().requires_grad_() for k, p in params.items()}
+        return params
+
+    def unrolled_loss(self, real: Tensor, fake: Tensor, discriminator_optimizer: torch.optim.Optimizer) -> Tensor:
+        """The generator's loss at θ_D^K, differentiable with respect to ``fake``.
 
         Returns:
             f(θ_D^K) = -d_loss (``minimax``) or the non-saturating loss at θ_D^K.
         """
-        inner, lr, adam, state = inner_problem(discriminator_optimizer, self._names())
-
-        def objective(params: objectives.Params) -> Tensor:  # the discriminator maximises -d_loss
-            d_real = functional_call(self.discriminator, params, (real,))
-            return -objectives.d_loss(d_real, functional_call(self.discriminator, params, (fake,)))
-
-        params = objectives.detached_params(self.discriminator)
-        result = objectives.unroll(
-            objective, params, state, steps=self.unroll_steps, lr=lr, inner_optimizer=inner, adam=adam
-        )
+        params = self.unrolled_discriminator(real, fake, discriminator_optimizer)
         if self.generator_loss == "minimax":
-            return objective(result.params)
-        return objectives.g_loss(functional_call(self.discriminator, result.params, (fake,)))
+            return -self._d_loss_at(params, real, fake)
+        return objectives.g_loss(functional_call(self.discriminator, params, (fake,)))
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         g_opt, d_opt = self.optimizers()
