@@ -1,9 +1,7 @@
 """A custom method: LBT whose teaching loss only counts the real points the estimator fits worst."""
 
 from torch import Tensor
-from torch.func import functional_call
 
-from lbt_lightning import objectives
 from lbt_lightning.methods import LBT
 
 
@@ -18,16 +16,10 @@ class HardExampleLBT(LBT):
         self.quantile = quantile
 
     def teaching_loss(self, real: Tensor) -> Tensor:
-        t = self.teacher
-        unrolled = objectives.unroll(  # φ^K: K differentiable steps on fresh fake samples
-            objectives.log_likelihood(self.estimator, lambda: self.fake(real.shape[0])),
-            objectives.detached_params(self.estimator),
-            t.state(),
-            steps=t.unroll_steps,
-            lr=t.unroll_lr,
-            inner_optimizer=t.inner_optimizer,
-            first_order=t.first_order,
-        )
-        log_p = functional_call(self.estimator, unrolled.params, (real,))  # (B,)
-        hardest = log_p.topk(max(1, round(self.quantile * len(real))), largest=False).values
+        # The same unroll of the estimator (eager or compiled), only another criterion.
+        return super().teaching_loss(real, criterion=self.worst_fit)
+
+    def worst_fit(self, log_p: Tensor) -> Tensor:
+        """``-mean`` of the lowest ``quantile`` of ``log p_{φ^K}(real)``, shape (B,)."""
+        hardest = log_p.topk(max(1, round(self.quantile * len(log_p))), largest=False).values
         return -hardest.mean()

@@ -84,3 +84,29 @@ def test_hard_example_loss_with_quantile_one_is_the_lbt_loss(examples_importable
     assert losses[2] > losses[0]  # the worst-fit quarter has a lower likelihood than the average
     with pytest.raises(ValueError, match="quantile"):
         build(HardExampleLBT, quantile=0.0)
+
+
+@pytest.mark.parametrize("compile_backend", [None, "aot_eager"])
+def test_hard_example_loss_is_the_same_on_the_compiled_backend(compile_backend, examples_importable):
+    """The example only overrides the hook, so the compiled unroll runs it too (and traces its
+    criterion); ``None`` runs the compiled backend's torch.func code without compiling."""
+    from custom_method import HardExampleLBT
+
+    from lbt_lightning.estimators import GaussianMixture
+    from lbt_lightning.fast_unroll import CompiledUnroll
+    from lbt_lightning.networks import MLPGenerator
+
+    real, results = torch.randn(16, 2), []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = HardExampleLBT(MLPGenerator(z_dim=4, hidden=[8]), GaussianMixture(components=3), quantile=0.25)
+        if compiled:  # what unroll_backend="compiled" builds, with a backend that compiles in seconds
+            model.teacher.backend = CompiledUnroll(
+                model.estimator, compiled=compile_backend is not None, compile_backend=compile_backend or "inductor"
+            )
+        torch.manual_seed(1)
+        loss = model.teaching_loss(real)
+        results.append((loss, torch.autograd.grad(loss, list(model.generator.parameters()))))
+    torch.testing.assert_close(results[1][0], results[0][0])
+    for eager, compiled in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)

@@ -9,13 +9,13 @@ from test_unroll import TinyGenerator, make_teacher
 
 from lbt_lightning import objectives
 from lbt_lightning.estimators import VAE, Flow
-from lbt_lightning.fast_unroll import FastUnroll
+from lbt_lightning.fast_unroll import CompiledUnroll
 from lbt_lightning.methods import LBT
 from lbt_lightning.networks import MLPGenerator
 
 
 def fast_for(teacher, **kwargs):
-    return FastUnroll(
+    return CompiledUnroll(
         teacher.estimator, inner_optimizer=teacher.inner_optimizer, first_order=teacher.first_order, **kwargs
     )
 
@@ -28,7 +28,8 @@ def teaching_grads(teacher, generator, zs, real, fast=None):
         loss = teacher.loss(lambda: generator(next(feed)), real)
     else:
         params = objectives.detached_params(teacher.estimator)
-        loss = fast.teaching_loss(params, teacher.state(), [generator(z) for z in zs], real, teacher.unroll_lr)
+        feed = iter(zs)
+        loss = fast.loss(params, teacher.state(), lambda: generator(next(feed)), real, len(zs), teacher.unroll_lr)
     return loss, torch.autograd.grad(loss, list(generator.parameters()))
 
 
@@ -64,8 +65,14 @@ def test_update_is_the_eager_one_and_reduces_every_gradient(inner_optimizer):
     feed = iter(fakes)
     eager.update(lambda: next(feed), reduce_grads=reduce_grads)
     torch.manual_seed(5)
+    feed = iter(fakes)
     result = fast_for(teacher, compiled=False).update(
-        objectives.detached_params(teacher.estimator), teacher.state(), fakes, teacher.estimator_lr, reduce_grads
+        objectives.detached_params(teacher.estimator),
+        teacher.state(),
+        lambda: next(feed),
+        len(fakes),
+        teacher.estimator_lr,
+        reduce_grads,
     )
     n_params = len(list(teacher.estimator.parameters()))
     assert calls == [n_params] * 8
@@ -101,7 +108,9 @@ def test_compiled_matches_eager_in_float32(backend):
     feed = iter(fakes)
     eager.update(lambda: next(feed))
     torch.manual_seed(5)
-    result = fast.update(objectives.detached_params(teacher.estimator), teacher.state(), fakes, teacher.estimator_lr)
+    feed = iter(fakes)
+    params = objectives.detached_params(teacher.estimator)
+    result = fast.update(params, teacher.state(), lambda: next(feed), len(fakes), teacher.estimator_lr)
     assert_same(eager.estimator.parameters(), result.params.values(), rtol=1e-5, atol=1e-6)
     assert_same(eager.state().m.values(), result.state.m.values(), rtol=1e-5, atol=1e-6)
 
@@ -110,7 +119,7 @@ def compiled_teacher(teacher, **kwargs):
     """``teacher``'s twin on the compiled backend (inductor compiles for minutes on 2 CPU cores)."""
     twin = copy.deepcopy(teacher)
     twin.unroll_backend = "compiled"
-    twin.fast = fast_for(twin, **kwargs)
+    twin.backend = fast_for(twin, **kwargs)
     return twin
 
 
@@ -138,7 +147,7 @@ def test_lbt_trains_on_the_compiled_backend():
     before = copy.deepcopy(model)
     fit(model, iterations=2)
     assert changed(before.generator, model.generator) and changed(before.estimator, model.estimator)
-    assert float(model.teacher.t) == 4 and set(model.teacher.fast.compile_seconds) == {"grad", "step", "teaching"}
+    assert float(model.teacher.t) == 4 and set(model.teacher.backend.compile_seconds) == {"grad", "step", "teaching"}
 
 
 def test_unknown_backend_is_named():
@@ -148,8 +157,8 @@ def test_unknown_backend_is_named():
 
 def test_an_estimator_that_cannot_be_compiled_is_named():
     flow = Flow(data_shape=[2], flow="maf", transforms=1, hidden=[4])
-    fast = FastUnroll(flow, compile_backend="aot_eager")
+    fast = CompiledUnroll(flow, compile_backend="aot_eager")
     params = objectives.detached_params(flow)
     state = objectives.InnerState(*({k: torch.zeros_like(p) for k, p in params.items()} for _ in "mv"), torch.zeros(()))
     with pytest.raises(RuntimeError, match="Flow.*unroll_backend='eager'"):
-        fast.update(params, state, [torch.randn(8, 2)], 1e-3)
+        fast.update(params, state, lambda: torch.randn(8, 2), 1, 1e-3)

@@ -51,6 +51,22 @@ def test_one_step_changes_generator_and_estimator(method):
         assert {"train/e_loss", "train/teach_loss"} <= logged
 
 
+@pytest.mark.parametrize("method", [LBT, LBTGAN])
+def test_training_step_goes_through_the_teaching_loss_hook(method):
+    """docs/extending.md: overriding ``teaching_loss`` changes the generator's loss of both methods."""
+    calls = []
+
+    class Hooked(method):
+        def teaching_loss(self, real):
+            calls.append(real.shape)
+            return super().teaching_loss(real, criterion=lambda log_p: -log_p.min())
+
+    g, est = MLPGenerator(z_dim=8, hidden=[16]), VAE(latent_dim=4, hidden=[16])
+    extra = [] if method is LBT else [MLPDiscriminator(hidden=[16])]
+    fit(Hooked(g, est, *extra, unroll_steps=2, estimator_steps=1), iterations=2)
+    assert calls == [torch.Size([32, 2])] * 2
+
+
 def test_training_length_counts_iterations_not_optimizer_steps():
     model = build(LBTGAN)
     trainer = fit(model, iterations=5)

@@ -2,7 +2,6 @@
 
 import time
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from pytorch_lightning.utilities import rank_zero_info
@@ -10,36 +9,32 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
 from lbt_lightning import objectives
-from lbt_lightning.objectives import INNER_OPTIMIZERS, AdamConfig, InnerState, Params, Unrolled
-
-UnrollBackend = Literal["eager", "compiled"]
-UNROLL_BACKENDS = ("eager", "compiled")
+from lbt_lightning.objectives import AdamConfig, Criterion, InnerState, Params, Unrolled
+from lbt_lightning.unroll_backends import ReduceGrads, UnrollBackend
 
 
-class FastUnroll:
-    """:func:`objectives.unroll` of ``mean log p_φ(x)`` for one estimator, with the K fake batches
-    drawn up front, so that each pass is one function of tensors.
+class CompiledUnroll(UnrollBackend):
+    """The unroll of ``mean log p_φ(x)`` as functions of tensors, with the K fake batches of a
+    pass drawn up front (before the estimator's own noise), so that each pass is one graph.
 
     ``update`` is the estimator's real training (no graph): per step one call computes the
     gradient and another the optimizer step, with ``reduce_grads`` (e.g. a DDP all-reduce) run
     eagerly between them (fusing the two calls measured no faster).
 
-    ``teaching_loss`` computes the generator's loss *and its gradient with respect to the fake
-    batches* in one forward-only pass (grad of grad: ``torch.compile`` cannot differentiate a
-    graph that itself contains a backward, but it can compile one that computes both), and hands
-    that gradient to autograd, which carries it on through the generator as usual (so DDP's
-    gradient hooks on the generator fire as in eager mode). Memory stays O(K) activations.
+    ``loss`` computes the generator's loss *and its gradient with respect to the fake batches*
+    in one forward-only pass (grad of grad: ``torch.compile`` cannot differentiate a graph that
+    itself contains a backward, but it can compile one that computes both), and hands that
+    gradient to autograd, which carries it on through the generator as usual (so DDP's gradient
+    hooks on the generator fire as in eager mode). Memory stays O(K) activations. The criterion
+    is traced into that graph: it must be a function torch.compile can trace.
 
     Arguments:
-        estimator: The density p_φ; its ``forward`` is ``log_prob``.
-        inner_optimizer: ``"adam"`` or ``"sgd"``, as in :func:`objectives.unroll`.
-        first_order: As in :func:`objectives.unroll`.
+        estimator, inner_optimizer, first_order, adam: As in :class:`UnrollBackend`.
         compiled: Wrap both passes in ``torch.compile``; the first call of each compiles (on 2
             CPU cores a minute or more; logged, and cached on disk by Inductor for later runs).
             Random draws inside the estimator (the VAE's ε) use ATen's generator
             (``fallback_random``), so a seed gives the same numbers as without compiling.
             ``False`` runs the same torch.func code eagerly (for tests).
-        adam: The unrolled Adam's constants.
         compile_backend: ``torch.compile`` backend; ``"aot_eager"`` traces without code
             generation (fast to build, for tests).
     """
@@ -48,16 +43,14 @@ class FastUnroll:
         self,
         estimator: nn.Module,
         *,
-        inner_optimizer: Literal["adam", "sgd"] = "adam",
+        inner_optimizer: objectives.InnerOptimizer = "adam",
         first_order: bool = False,
-        compiled: bool = True,
         adam: AdamConfig = AdamConfig(),
+        compiled: bool = True,
         compile_backend: str = "inductor",
     ):
-        if inner_optimizer not in INNER_OPTIMIZERS:
-            raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
-        self.estimator, self.inner_optimizer, self.first_order = estimator, inner_optimizer, first_order
-        self.compiled, self.adam, self.compile_backend = compiled, adam, compile_backend
+        super().__init__(estimator, inner_optimizer=inner_optimizer, first_order=first_order, adam=adam)
+        self.compiled, self.compile_backend = compiled, compile_backend
         self.compile_seconds: dict[str, float] = {}
         self._build()
 
@@ -101,11 +94,6 @@ class FastUnroll:
         grads, value = grad_and_value(self._log_prob)(params, x)
         return list(grads.values()), value
 
-    def _step_impl(self, params: Params, grads: list[Tensor], state: InnerState, lr: float):
-        if self.inner_optimizer == "adam":
-            return objectives.adam_step(params, grads, state, lr, self.adam)
-        return objectives.sgd_step(params, grads, state, lr)
-
     def _unroll(self, params: Params, state: InnerState, fakes: list[Tensor], lr: float) -> Params:
         for x in fakes:
             at = {k: p.detach() for k, p in params.items()} if self.first_order else params
@@ -113,35 +101,33 @@ class FastUnroll:
             params, state = self._step_impl(params, grads, state, lr)
         return params
 
-    def _teach_impl(self, fakes: list[Tensor], real: Tensor, params: Params, state: InnerState, lr: float):
+    def _step_impl(self, params: Params, grads: list[Tensor], state: InnerState, lr: float):
+        return objectives.inner_step(params, grads, state, lr, self.inner_optimizer, self.adam)
+
+    def _teach_impl(
+        self, fakes: list[Tensor], real: Tensor, params: Params, state: InnerState, lr: float, criterion: Criterion
+    ):
         def loss(fakes: list[Tensor]) -> Tensor:
-            return -self._log_prob(self._unroll(params, state, fakes, lr), real)
+            return objectives.teaching_loss(self.estimator, self._unroll(params, state, fakes, lr), real, criterion)
 
         grads, value = grad_and_value(loss)(fakes)
         return value, grads
 
-    @torch.no_grad()
-    def update(
-        self,
-        params: Params,
-        state: InnerState,
-        fakes: list[Tensor],
-        lr: float,
-        reduce_grads: Callable[[list[Tensor]], list[Tensor]] | None = None,
-    ) -> Unrolled:
-        """``len(fakes)`` real steps from (params, state), one per batch; no graph is kept."""
-        for x in fakes:
-            grads, value = self._call("grad", params, x.detach())
-            if reduce_grads is not None:
-                grads = reduce_grads(grads)
-            params, state = self._call("step", params, grads, state, lr)
+    def update(self, params, state, sample_fake, steps, lr, reduce_grads: ReduceGrads | None = None) -> Unrolled:
+        fakes = [sample_fake().detach() for _ in range(steps)]
+        with torch.no_grad():
+            for x in fakes:
+                grads, value = self._call("grad", params, x)
+                if reduce_grads is not None:
+                    grads = reduce_grads(grads)
+                params, state = self._call("step", params, grads, state, lr)
         return Unrolled(params, state, value)
 
-    def teaching_loss(self, params: Params, state: InnerState, fakes: list[Tensor], real: Tensor, lr: float) -> Tensor:
-        """``-mean log p_{φ^K}(real)`` after K unrolled steps on ``fakes`` (K = len(fakes)),
-        differentiable with respect to the fake batches (and so to the generator)."""
+    def loss(self, params, state, sample_fake, real, steps, lr, criterion=objectives.negative_mean) -> Tensor:
+        fakes = [sample_fake() for _ in range(steps)]
         detached = {k: p.detach() for k, p in params.items()}
-        return _TeachingLoss.apply(lambda xs: self._call("teaching", xs, real, detached, state, lr), *fakes)
+        run = lambda xs: self._call("teaching", xs, real, detached, state, lr, criterion)  # noqa: E731
+        return _TeachingLoss.apply(run, *fakes)
 
 
 class _TeachingLoss(torch.autograd.Function):

@@ -81,6 +81,20 @@ def sgd_step(params: Params, grads: Sequence[Tensor], state: InnerState, lr: flo
     return new_params, InnerState(state.m, state.v, state.t)
 
 
+def inner_step(
+    params: Params,
+    grads: Sequence[Tensor],
+    state: InnerState,
+    lr: float,
+    inner_optimizer: InnerOptimizer,
+    adam: AdamConfig = AdamConfig(),
+) -> tuple[Params, InnerState]:
+    """One ascent step of ``inner_optimizer``: :func:`adam_step` or :func:`sgd_step`."""
+    if inner_optimizer == "adam":
+        return adam_step(params, grads, state, lr, adam)
+    return sgd_step(params, grads, state, lr)
+
+
 def log_likelihood(estimator: nn.Module, sample_fake: Callable[[], Tensor]) -> Callable[[Params], Tensor]:
     """The estimator's inner objective: ``mean log p_φ(sample_fake())``, fresh samples per call."""
     return lambda params: functional_call(estimator, params, (sample_fake(),)).mean()
@@ -131,13 +145,20 @@ def unroll(
             grads = reduce_grads(grads)
         if not create_graph:
             params = {k: p.detach().requires_grad_() for k, p in params.items()}
-        if inner_optimizer == "adam":
-            params, state = adam_step(params, grads, state, lr, adam)
-        else:
-            params, state = sgd_step(params, grads, state, lr)
+        params, state = inner_step(params, grads, state, lr, inner_optimizer, adam)
     return Unrolled(params, state, value.detach())
 
 
-def teaching_loss(estimator: nn.Module, params: Params, real: Tensor) -> Tensor:
-    """The generator's LBT loss, ``-mean log p_{φ^K}(x_real)`` (forward KL up to a constant)."""
-    return -functional_call(estimator, params, (real,)).mean()
+Criterion = Callable[[Tensor], Tensor]
+"""Maps the per-sample ``log p_{φ^K}(x_real)``, shape (B,), to the generator's scalar loss."""
+
+
+def negative_mean(log_p: Tensor) -> Tensor:
+    """The paper's criterion: ``-mean log p_{φ^K}(x_real)`` (forward KL up to a constant)."""
+    return -log_p.mean()
+
+
+def teaching_loss(estimator: nn.Module, params: Params, real: Tensor, criterion: Criterion = negative_mean) -> Tensor:
+    """The generator's LBT loss, ``criterion(log p_{φ^K}(x_real))``; by default the paper's
+    :func:`negative_mean`."""
+    return criterion(functional_call(estimator, params, (real,)))

@@ -7,11 +7,11 @@ from torch import Tensor, nn
 
 from lbt_lightning.estimators.base import DensityEstimator
 from lbt_lightning.methods.base import GenerativeModule
-from lbt_lightning.methods.teacher import Teacher
+from lbt_lightning.methods.teacher import Teacher, Teaching
 from lbt_lightning.optim import build_optimizer
 
 
-class LBT(GenerativeModule):
+class LBT(Teaching, GenerativeModule):
     """Learning by Teaching. Per iteration: the estimator is fitted to generator samples
     (``estimator_steps × unroll_steps`` Adam steps), then the generator descends
     ``-mean log p_{φ^K}(x_real)`` through a fresh K-step unroll of the estimator's optimizer.
@@ -66,21 +66,12 @@ class LBT(GenerativeModule):
         )
         self.generator_optimizer = generator_optimizer
 
-    @property
-    def estimator(self) -> DensityEstimator:
-        return self.teacher.estimator
-
     def configure_optimizers(self):
         # PAPER.md §2.2: G Adam 1e-3 (toy), β1 0.5
         return build_optimizer("generator_optimizer", self.generator_optimizer, self.generator.parameters(), 1e-3)
 
     def sample_consumers(self) -> dict[str, nn.Module]:
         return {"estimator": self.estimator}
-
-    def teaching_loss(self, real: Tensor) -> Tensor:
-        """The generator's loss, ``-mean log p_{φ^K}(real)`` through a fresh K-step unroll on new
-        fake samples; override it for another teaching loss (docs/extending.md)."""
-        return self.teacher.loss(lambda: self.fake(real.shape[0]), real)
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         n = real.shape[0]
@@ -90,4 +81,4 @@ class LBT(GenerativeModule):
         teach_loss = self.teaching_loss(real)
         self.generator_step(self.optimizers(), teach_loss)
         self.log_dict({"train/e_loss": e_loss, "train/teach_loss": teach_loss.detach()}, prog_bar=True)
-        self.log("train/g_loss", teach_loss.detach())
+        self.log("train/g_loss", teach_loss.detach())  # the total generator loss, as in every method

@@ -8,11 +8,11 @@ from torch import Tensor, nn
 from lbt_lightning import objectives
 from lbt_lightning.estimators.base import DensityEstimator
 from lbt_lightning.methods.base import GenerativeModule
-from lbt_lightning.methods.teacher import Teacher
+from lbt_lightning.methods.teacher import Teacher, Teaching
 from lbt_lightning.optim import adversarial_optimizers
 
 
-class LBTGAN(GenerativeModule):
+class LBTGAN(Teaching, GenerativeModule):
     """LBT-GAN. Per iteration: estimator update, one discriminator step, then the generator on
     ``λ · GAN loss + use_E · teaching loss`` (use_E = 0 during ``warmup_iterations``, when the
     estimator is not trained either: a pure GAN warm-up, PAPER.md §2.1 point 7).
@@ -71,10 +71,6 @@ class LBTGAN(GenerativeModule):
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
 
-    @property
-    def estimator(self) -> DensityEstimator:
-        return self.teacher.estimator
-
     def configure_optimizers(self):
         return adversarial_optimizers(self)
 
@@ -94,11 +90,13 @@ class LBTGAN(GenerativeModule):
                 self.record_skip()
         d_loss = objectives.d_loss(self.discriminator(real), self.discriminator(self.sample(n)))
         self.optimizer_step_on(d_opt, d_loss)
-        g_loss = self.gan_weight * objectives.g_loss(self.discriminator(self.fake(n)))
+        gan_loss = objectives.g_loss(self.discriminator(self.fake(n)))
+        g_loss = self.gan_weight * gan_loss
         if teaching:
-            teach_loss = self.teacher.loss(lambda: self.fake(n), real)
+            teach_loss = self.teaching_loss(real)
             g_loss = g_loss + teach_loss
             logs["train/teach_loss"] = teach_loss.detach()
         self.generator_step(g_opt, g_loss)
         logs |= {"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}
+        self.log("train/gan_loss", gan_loss.detach())
         self.log_dict(logs, prog_bar=True)

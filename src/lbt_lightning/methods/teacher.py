@@ -1,4 +1,5 @@
-"""The estimator and its one persistent optimizer state, shared by the real update and the unroll."""
+"""The estimator and its one persistent optimizer state, shared by the real update and the unroll,
+and the ``teaching_loss`` hook of the methods that teach it."""
 
 from collections.abc import Callable
 from typing import Literal
@@ -8,8 +9,12 @@ from torch import Tensor, nn
 
 from lbt_lightning import objectives
 from lbt_lightning.estimators.base import DensityEstimator
-from lbt_lightning.fast_unroll import UNROLL_BACKENDS, FastUnroll, UnrollBackend
-from lbt_lightning.objectives import INNER_OPTIMIZERS, InnerState
+from lbt_lightning.fast_unroll import CompiledUnroll
+from lbt_lightning.objectives import INNER_OPTIMIZERS, Criterion, InnerState
+from lbt_lightning.unroll_backends import EagerUnroll, UnrollBackend
+
+BACKENDS: dict[str, type[UnrollBackend]] = {"eager": EagerUnroll, "compiled": CompiledUnroll}
+UNROLL_BACKENDS = tuple(BACKENDS)
 
 
 class Teacher(nn.Module):
@@ -20,9 +25,11 @@ class Teacher(nn.Module):
     generator's teaching loss: a fresh differentiable K-step unroll at ``unroll_lr`` from the
     just-updated (φ, m, v, t), never written back, evaluated on real data.
 
-    ``unroll_backend="compiled"`` runs both through :class:`~lbt_lightning.fast_unroll.FastUnroll`
-    (torch.func + torch.compile; the same numbers to float32 rounding, the first iteration
-    compiles); the fake batches of a pass are then drawn before the estimator's own noise.
+    Both go through ``self.backend``, an :class:`~lbt_lightning.unroll_backends.UnrollBackend`
+    chosen by ``unroll_backend``: ``"eager"`` (autograd) or ``"compiled"``
+    (:class:`~lbt_lightning.fast_unroll.CompiledUnroll`: torch.func + torch.compile, the same
+    numbers to float32 rounding, the first iteration compiles, and the fake batches of a pass
+    are drawn before the estimator's own noise).
     """
 
     def __init__(
@@ -35,7 +42,7 @@ class Teacher(nn.Module):
         estimator_steps: int,
         inner_optimizer: Literal["adam", "sgd"],
         first_order: bool,
-        unroll_backend: UnrollBackend = "eager",
+        unroll_backend: Literal["eager", "compiled"] = "eager",
     ):
         super().__init__()
         if not isinstance(estimator, DensityEstimator):
@@ -55,8 +62,7 @@ class Teacher(nn.Module):
         self.estimator_steps, self.estimator_lr = estimator_steps, estimator_lr
         self.inner_optimizer, self.first_order = inner_optimizer, first_order
         self.unroll_backend = unroll_backend
-        if unroll_backend == "compiled":
-            self.fast = FastUnroll(estimator, inner_optimizer=inner_optimizer, first_order=first_order)
+        self.backend = BACKENDS[unroll_backend](estimator, inner_optimizer=inner_optimizer, first_order=first_order)
         self.names = [k for k, _ in estimator.named_parameters()]
         for i, (_, p) in enumerate(estimator.named_parameters()):
             self.register_buffer(f"m{i}", torch.zeros_like(p))
@@ -68,17 +74,6 @@ class Teacher(nn.Module):
         m = {k: getattr(self, f"m{i}") for i, k in enumerate(self.names)}
         v = {k: getattr(self, f"v{i}") for i, k in enumerate(self.names)}
         return InnerState(m, v, self.t)
-
-    def _unroll(self, sample_fake: Callable[[], Tensor], steps: int, lr: float, **kwargs):
-        return objectives.unroll(
-            objectives.log_likelihood(self.estimator, sample_fake),
-            objectives.detached_params(self.estimator),
-            self.state(),
-            steps=steps,
-            lr=lr,
-            inner_optimizer=self.inner_optimizer,
-            **kwargs,
-        )
 
     @torch.no_grad()
     def _assign(self, params: objectives.Params, state: InnerState) -> None:
@@ -92,29 +87,46 @@ class Teacher(nn.Module):
         """Train the estimator on generated samples.
 
         Returns:
-            e_loss (-ELBO of the last fake batch) and whether the update was applied: a
-            non-finite log-prob, gradient or result leaves φ and (m, v, t) unchanged.
+            e_loss, ``-mean log p_φ(fake)`` of the last fake batch (for the VAE its ELBO stands
+            in for log p), and whether the update was applied: a non-finite log-prob, gradient
+            or result leaves φ and (m, v, t) unchanged.
         """
         steps = self.estimator_steps * self.unroll_steps
-        if self.unroll_backend == "compiled":
-            fakes = [sample_fake().detach() for _ in range(steps)]
-            params = objectives.detached_params(self.estimator)
-            result = self.fast.update(params, self.state(), fakes, self.estimator_lr, reduce_grads)
-        else:
-            with torch.enable_grad():
-                sample = lambda: sample_fake().detach()  # noqa: E731
-                result = self._unroll(sample, steps, self.estimator_lr, create_graph=False, reduce_grads=reduce_grads)
+        params = objectives.detached_params(self.estimator)
+        result = self.backend.update(params, self.state(), sample_fake, steps, self.estimator_lr, reduce_grads)
         tensors = [result.value, *result.params.values(), *result.state.m.values()]
         finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors)))
         if finite:
             self._assign(result.params, result.state)
         return -result.value, finite
 
-    def loss(self, sample_fake: Callable[[], Tensor], real: Tensor) -> Tensor:
-        """Teaching loss -mean log p_{φ^K}(real), differentiable w.r.t. the generator."""
-        if self.unroll_backend == "compiled":
-            fakes = [sample_fake() for _ in range(self.unroll_steps)]
-            params = objectives.detached_params(self.estimator)
-            return self.fast.teaching_loss(params, self.state(), fakes, real, self.unroll_lr)
-        result = self._unroll(sample_fake, self.unroll_steps, self.unroll_lr, first_order=self.first_order)
-        return objectives.teaching_loss(self.estimator, result.params, real)
+    def loss(
+        self, sample_fake: Callable[[], Tensor], real: Tensor, criterion: Criterion = objectives.negative_mean
+    ) -> Tensor:
+        """Teaching loss ``criterion(log p_{φ^K}(real))`` (by default ``-mean log p_{φ^K}(real)``),
+        differentiable w.r.t. the generator through ``sample_fake``."""
+        params = objectives.detached_params(self.estimator)
+        return self.backend.loss(params, self.state(), sample_fake, real, self.unroll_steps, self.unroll_lr, criterion)
+
+
+class Teaching:
+    """Mixin of the methods that teach an estimator held in ``self.teacher`` (LBT, LBT-GAN): the
+    ``estimator`` and the ``teaching_loss`` hook that their ``training_step`` calls."""
+
+    teacher: Teacher
+
+    @property
+    def estimator(self) -> DensityEstimator:
+        return self.teacher.estimator
+
+    def teaching_loss(self, real: Tensor, criterion: Criterion = objectives.negative_mean) -> Tensor:
+        """The generator's teaching loss: ``criterion(log p_{φ^K}(real))`` through a fresh K-step
+        unroll on new fake samples, by default ``-mean log p_{φ^K}(real)``. Override it, or call
+        it with another ``criterion``, for another teaching loss (docs/extending.md).
+
+        Arguments:
+            real: The real batch.
+            criterion: Maps ``log p_{φ^K}(real)``, shape (B,), to the loss; it runs inside the
+                compiled graph with ``unroll_backend="compiled"``.
+        """
+        return self.teacher.loss(lambda: self.fake(real.shape[0]), real, criterion)
