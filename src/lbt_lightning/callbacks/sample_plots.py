@@ -1,19 +1,22 @@
 """Scatter plots of 2-D generator samples over the mode centres."""
 
-import matplotlib
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from lbt_lightning.callbacks.periodic import EveryNIterations, log_figure, output_dir  # noqa: E402
+from lbt_lightning.callbacks.periodic import EveryNIterations, log_figure, output_dir
 
 
-def scatter_figure(samples: Tensor, centers: Tensor | None = None, title: str = "", ax=None):
-    """Samples as small blue dots, mode centres as red crosses; returns the figure."""
+def scatter_figure(samples: Tensor, centers: Tensor | None = None, title: str = "", ax=None) -> Figure:
+    """Samples as small blue dots, mode centres as red crosses; returns the figure.
+
+    A new figure is a ``matplotlib.figure.Figure``, not a pyplot one: saving it needs no GUI
+    backend and it never opens a window, so neither importing this module nor plotting changes
+    the backend of a notebook or script (and nothing has to be closed).
+    """
     fig = None
     if ax is None:
-        fig, ax = plt.subplots(figsize=(4, 4))
+        fig = Figure(figsize=(4, 4))
+        ax = fig.subplots()
     samples = samples.detach().cpu()
     ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, color="tab:blue", rasterized=True)
     if centers is not None:
@@ -49,4 +52,3 @@ class ScatterPlot(EveryNIterations):
         fig = scatter_figure(samples, centers, title=f"{type(pl_module).__name__}, iteration {iteration}")
         self.last_path = output_dir(trainer, "samples") / f"scatter_{iteration:07d}.png"
         log_figure(trainer, "val/samples", fig, self.last_path, step=iteration)
-        plt.close(fig)

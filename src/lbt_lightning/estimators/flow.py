@@ -42,6 +42,7 @@ class Flow(DensityEstimator):
         Rozet et al., "Zuko: Normalizing flows in PyTorch", doi:10.5281/zenodo.7625672.
 
     Example:
+        >>> import torch
         >>> flow = Flow(data_shape=[2], hidden=[16])
         >>> flow.log_prob(torch.randn(5, 2)).shape
         torch.Size([5])

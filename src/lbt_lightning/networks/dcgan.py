@@ -38,6 +38,7 @@ class DCGANGenerator(nn.Module):
         Radford et al., "Unsupervised Representation Learning with Deep Convolutional GANs", arXiv:1511.06434.
 
     Example:
+        >>> import torch
         >>> g = DCGANGenerator(image_size=32)
         >>> g(torch.randn(4, g.z_dim)).shape
         torch.Size([4, 3, 32, 32])
@@ -91,6 +92,7 @@ class DCGANDiscriminator(nn.Module):
         dropout: Input dropout rate (paper: 0.2).
 
     Example:
+        >>> import torch
         >>> d = DCGANDiscriminator(image_size=32)
         >>> d(torch.randn(4, *d.in_shape)).shape
         torch.Size([4])

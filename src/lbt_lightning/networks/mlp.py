@@ -67,6 +67,7 @@ class MLPGenerator(nn.Module):
         activation: Hidden non-linearity.
 
     Example:
+        >>> import torch
         >>> g = MLPGenerator()
         >>> g(torch.randn(4, g.z_dim)).shape
         torch.Size([4, 2])
