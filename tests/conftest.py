@@ -1,4 +1,6 @@
-"""Shared fixtures: seeded RNG, one torch thread, a temporary working directory."""
+"""Shared fixtures: seeded RNG, one torch thread, a bare sys.argv, a temporary working directory."""
+
+import sys
 
 import pytest
 import torch
@@ -20,6 +22,13 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _bare_argv(monkeypatch):
+    """The CLI tests call ``main(args)`` in-process; pytest's own options left in ``sys.argv`` would
+    make LightningCLI warn that it got both (``lightning fit ...`` from a shell has only one)."""
+    monkeypatch.setattr(sys, "argv", sys.argv[:1])
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def write_image_folder(root, n=12, size=(40, 50)):
 def test_dcgan_shapes_follow_the_paper():
     for size, widths in ((32, [256, 128]), (64, [256, 128, 64])):
         g, d = DCGANGenerator(image_size=size), DCGANDiscriminator(image_size=size)
-        x = g(torch.randn(3, g.z_dim))
+        x = g(torch.randn(3, g.z_dim)).detach()
         assert g.z_dim == 256 and x.shape == (3, 3, size, size) and float(x.abs().max()) <= 1
         assert d(x).shape == (3,) and d.in_shape == (3, size, size)
         assert [m.out_channels for m in g.deconv if isinstance(m, nn.ConvTranspose2d)] == [*widths, 3]
