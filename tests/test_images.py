@@ -19,7 +19,6 @@ from lbt_lightning.callbacks import fid as fid_module
 from lbt_lightning.callbacks.fid import ImageQuality, inception_cache_path, to_uint8
 from lbt_lightning.cli import main
 from lbt_lightning.data.images import CIFAR10DataModule, EndlessBatches, ImageFolderDataModule, UInt8Images
-from lbt_lightning.image_quality import evaluate
 from lbt_lightning.networks import DCGANDiscriminator, DCGANGenerator
 
 TRAINER = str(EXPERIMENTS / "trainer.yaml")
@@ -216,23 +215,18 @@ def test_image_config_fits_two_iterations_and_logs_fid(config, tmp_cwd, monkeypa
     assert (metrics.parent / "samples" / "grid_0000002.png").is_file()
 
 
-def test_checkpoint_fid_command(tmp_cwd, monkeypatch, random_inception_weights):
+def test_checkpoint_fid_through_lightning_test(tmp_cwd, monkeypatch, random_inception_weights):
+    """``lightning test --ckpt_path``: FID of the checkpoint at ``test_num_samples`` through the test loop."""
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("tried to download"))
     root = write_fake_cifar(tmp_cwd / "cifar", monkeypatch)
     args = ["--config", TRAINER, "--config", str(EXPERIMENTS / "cifar10/gan.yaml"), f"--data.init_args.root={root}"]
     args += [*NARROW, "--data.init_args.batch_size=8", "--trainer.callbacks.init_args.feature=64"]
-    fit = [
-        "--trainer.limit_train_batches=2",
-        f"--trainer.callbacks.init_args.feature_extractor_weights_path={random_inception_weights}",
-    ]
-    main(["fit", *args, *fit, "--trainer.callbacks.init_args.num_samples=8", "--trainer.enable_progress_bar=false"])
+    args += [f"--trainer.callbacks.init_args.feature_extractor_weights_path={random_inception_weights}"]
+    args += ["--trainer.callbacks.init_args.num_samples=8", "--trainer.enable_progress_bar=false"]
+    main(["fit", *args, "--trainer.limit_train_batches=2"])
     checkpoint = next((tmp_cwd / "runs").rglob("last.ckpt"))
-    values = evaluate(
-        [
-            *args,
-            f"--ckpt_path={checkpoint}",
-            "--num_samples=8",
-            f"--feature_extractor_weights_path={random_inception_weights}",
-        ]
-    )
-    assert values["iteration"] == 2 and values["num_samples"] == 8 and np.isfinite(values["val/fid"])
+    cli = main(["test", *args, "--trainer.callbacks.init_args.test_num_samples=12", f"--ckpt_path={checkpoint}"])
+    callback = next(cb for cb in cli.trainer.callbacks if isinstance(cb, ImageQuality))
+    assert callback.num_evaluated == 12 and callback.num_real == 12
+    assert set(callback.last) == {"test/fid"} and np.isfinite(callback.last["test/fid"])
+    assert float(cli.trainer.callback_metrics["test/fid"]) == callback.last["test/fid"]

@@ -1,47 +1,66 @@
 """Command line: ``lightning``/``lbt``/``python -m lbt_lightning`` fit|validate|test|predict."""
 
+import importlib
 import importlib.util
 import sys
+from pathlib import Path
 
 import pytorch_lightning as pl
-from jsonargparse import Namespace, lazy_instance
+from jsonargparse import Namespace
 from pytorch_lightning.cli import LightningCLI
-from pytorch_lightning.loggers import CSVLogger
 
 from lbt_lightning.callbacks.progress import without_progress_bars
+from lbt_lightning.callbacks.sample_writer import SampleWriter
 from lbt_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from lbt_lightning.methods.base import GenerativeModule
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-
-
-# What experiments/trainer.yaml states, so that a method config alone also trains and evaluates.
-TRAINER_DEFAULTS = {
-    "max_epochs": 1,  # the data streams are endless: the length is limit_train_batches iterations
-    "limit_train_batches": 2000,
-}
-DEFAULT_CALLBACKS = [
-    ("lbt_lightning.callbacks.ModeCoverageCallback", {"every_n_iterations": 500}),
-    ("lbt_lightning.callbacks.ScatterPlot", {"every_n_iterations": 500}),
-    ("lbt_lightning.callbacks.IterationCheckpoint", {"every_n_iterations": 500, "save_last": True}),
-    ("lbt_lightning.callbacks.IterationProgressBar", {}),
-    ("lbt_lightning.callbacks.MetricsTable", {}),
-]
+# The one source of the Trainer defaults (experiments/trainer.yaml links to it); shipped in the package.
+DEFAULT_CONFIG = Path(__file__).with_name("trainer.yaml")
+SAMPLE_WRITER = "lbt_lightning.callbacks.SampleWriter"
 
 
 class LBTCLI(LightningCLI):
-    """LightningCLI over every :class:`GenerativeModule` and LightningDataModule."""
+    """LightningCLI over every :class:`GenerativeModule` and LightningDataModule.
+
+    Before the classes are built: a logger without ``save_dir`` gets ``trainer.default_root_dir``;
+    ``enable_progress_bar: false`` drops listed progress bars (Lightning would refuse them);
+    ``predict`` without a :class:`~lbt_lightning.callbacks.SampleWriter` gets one with its defaults.
+    """
 
     def before_instantiate_classes(self) -> None:
         trainer = self._get(self.config, "trainer")
-        if trainer.get("callbacks") is None:
-            trainer.callbacks = [Namespace(class_path=c, init_args=Namespace(**a)) for c, a in DEFAULT_CALLBACKS]
+        root = trainer.get("default_root_dir") or "."
+        for logger in _as_list(trainer.get("logger")):
+            init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
+            if init_args is not None and "save_dir" in init_args and init_args.save_dir is None:
+                init_args.save_dir = root
         if trainer.get("enable_progress_bar") is False:  # the listed bar would make Lightning refuse
             trainer.callbacks = without_progress_bars(trainer.get("callbacks"))
+        if self.subcommand == "predict":
+            callbacks = _as_list(trainer.get("callbacks"))
+            if not any(_is_subclass(c, SampleWriter) for c in callbacks):
+                trainer.callbacks = [*callbacks, Namespace(class_path=SAMPLE_WRITER, init_args=Namespace())]
+            if self.config.predict.get("return_predictions") is None:  # SampleWriter keeps the samples
+                self.config.predict.return_predictions = False
+
+
+def _is_subclass(config, cls: type) -> bool:
+    """Whether a callback config (``class_path`` namespace) or object is a ``cls``."""
+    if not isinstance(config, Namespace):
+        return isinstance(config, cls)
+    module, _, name = str(config.get("class_path")).rpartition(".")
+    found = getattr(importlib.import_module(module), name, None) if module else None
+    return isinstance(found, type) and issubclass(found, cls)
+
+
+def _as_list(value) -> list:
+    return [] if value is None or isinstance(value, bool) else value if isinstance(value, list) else [value]
 
 
 def main(args: list[str] | None = None, run: bool = True) -> LBTCLI:
     """Run the CLI (``args`` default to ``sys.argv[1:]``); ``run=False`` only instantiates."""
+    defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
     return LBTCLI(
         GenerativeModule,
         pl.LightningDataModule,
@@ -50,8 +69,7 @@ def main(args: list[str] | None = None, run: bool = True) -> LBTCLI:
         auto_configure_optimizers=False,
         save_config_callback=LoggerSaveConfigCallback,  # also uploads the config to W&B runs
         save_config_kwargs={"overwrite": True},
-        trainer_defaults={**TRAINER_DEFAULTS, "logger": lazy_instance(CSVLogger, save_dir="runs")},
-        seed_everything_default=12345,  # PAPER.md §2.2: the authors' seed
+        parser_kwargs={sub: defaults for sub in SUBCOMMANDS} if run else defaults,
         args=args,
         run=run,
     )

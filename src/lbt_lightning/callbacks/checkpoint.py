@@ -7,20 +7,34 @@ class IterationCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` that also saves at the end of every ``every_n_iterations``-th iteration.
 
     ``every_n_train_steps`` follows ``trainer.global_step``, which advances once per optimizer step
-    (twice per GAN iteration); this counts the module's ``iteration`` instead. ``{iteration}`` can
-    be used in ``filename``. Resume with ``fit --ckpt_path <dir>/last.ckpt``.
+    (twice per GAN iteration); this counts the module's ``iteration`` instead, and names the files
+    by it: ``iteration=1500.ckpt`` (and ``last.ckpt`` with ``save_last``). Resume with
+    ``fit --ckpt_path <dir>/last.ckpt``; load the model with ``Method.load_from_checkpoint(path)``.
 
     Arguments:
         every_n_iterations: Save period in iterations, or None.
-        **kwargs: Passed to ``ModelCheckpoint`` (``dirpath``, ``save_last``, ``filename``, ...).
+        filename: ``ModelCheckpoint``'s file name pattern; ``{iteration}`` is the module's iteration.
+            None gives Lightning's ``{epoch}-{step}``, whose step counts optimizer steps.
+        **kwargs: Passed to ``ModelCheckpoint`` (``dirpath``, ``save_last``, ``save_top_k``, ...).
     """
 
-    def __init__(self, every_n_iterations: int | None = None, **kwargs):
-        kwargs.setdefault("filename", "{iteration}")
-        super().__init__(**kwargs)
+    # An explicit argument, not kwargs.setdefault: LightningCLI passes every ModelCheckpoint
+    # argument, filename=None included, which silently restored Lightning's {epoch}-{step}.
+    def __init__(self, every_n_iterations: int | None = None, filename: str | None = "{iteration}", **kwargs):
+        super().__init__(filename=filename, **kwargs)
         if every_n_iterations is not None and (not isinstance(every_n_iterations, int) or every_n_iterations < 1):
             raise ValueError(f"every_n_iterations must be an integer >= 1 or None, got {every_n_iterations!r}")
         self.every_n_iterations = every_n_iterations
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._fitting = stage == "fit"
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # validate/test/predict --ckpt_path restore callback states too; there is nothing to resume
+        # then, and Lightning would warn that the new run's checkpoint folder differs.
+        if getattr(self, "_fitting", True):
+            super().load_state_dict(state_dict)
 
     def _monitor_candidates(self, trainer):
         candidates = super()._monitor_candidates(trainer)

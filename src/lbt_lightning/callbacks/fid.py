@@ -12,7 +12,8 @@ from torchmetrics import Metric
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore, KernelInceptionDistance
 from torchmetrics.image.fid import NoTrainInceptionV3
 
-from lbt_lightning.callbacks.periodic import EveryNIterations, log_metrics
+from lbt_lightning.callbacks.evaluation import SampleEvaluator
+from lbt_lightning.callbacks.periodic import log_metrics
 
 INCEPTION_FEATURES = (64, 192, 768, 2048)
 
@@ -59,18 +60,20 @@ def to_uint8(images: Tensor) -> Tensor:
     return ((images + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
 
 
-class ImageQuality(EveryNIterations):
+class ImageQuality(SampleEvaluator):
     """FID (and optionally IS and KID) of ``num_samples`` generator samples against as many real
-    images, every N iterations and at the end of fit; logged as ``val/fid`` (``val/is``,
-    ``val/is_std``, ``val/kid``, ``val/kid_std``).
+    images, every N iterations and at the end of fit and in ``lightning validate``; logged as
+    ``val/fid`` (``val/is``, ``val/is_std``, ``val/kid``, ``val/kid_std``). ``lightning test``
+    scores ``test_num_samples`` (50,000) as ``test/*`` (see
+    :class:`~lbt_lightning.callbacks.evaluation.SampleEvaluator`).
 
     Defaults: torch-fidelity's Inception-v3 (the TF FID network), 2048-d pool features, images
     resized to 299x299 with torch-fidelity's TF1-compatible bilinear resize (torchmetrics
     ``antialias=False``), 10,000 samples. The real statistics are computed once, from the first
-    ``num_samples`` images of the datamodule's ``dataset``, and cached. Under DDP every rank
+    ``num_samples`` images of the datamodule's ``dataset``, and cached (per number of images). Under DDP every rank
     takes its share of real and fake images and torchmetrics sums the statistics over ranks.
-    Samples use fixed noise (seed ``12345 + rank``) in a forked RNG: evaluations are comparable
-    and do not change the training run's random stream.
+    During fit, samples use fixed noise (seed ``12345 + rank``) in a forked RNG: evaluations are
+    comparable and do not change the training run's random stream.
 
     Arguments:
         every_n_iterations: Evaluation period in iterations.
@@ -86,6 +89,7 @@ class ImageQuality(EveryNIterations):
             weights, setup fails with a message naming these options.
         batch_size: Images per forward pass (generator and feature network).
         kid_subset_size: KID subset size (capped at the number of images).
+        test_num_samples: Generated (and real) images scored by ``lightning test``.
 
     References:
         Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
@@ -104,12 +108,14 @@ class ImageQuality(EveryNIterations):
         download: bool = True,
         batch_size: int = 500,
         kid_subset_size: int = 1000,
+        test_num_samples: int = 50_000,  # the usual number for reported FID
     ):
         super().__init__(every_n_iterations)
         for name, value in (
             ("num_samples", num_samples),
             ("batch_size", batch_size),
             ("kid_subset_size", kid_subset_size),
+            ("test_num_samples", test_num_samples),
         ):
             if not isinstance(value, int) or value < 2:
                 raise ValueError(f"{name} must be an integer >= 2, got {value!r}")
@@ -120,9 +126,9 @@ class ImageQuality(EveryNIterations):
         self.num_samples, self.feature, self.batch_size = num_samples, feature, batch_size
         self.inception_score, self.kid, self.kid_subset_size = inception_score, kid, kid_subset_size
         self.feature_extractor_weights_path, self.download = feature_extractor_weights_path, download
+        self.test_num_samples = test_num_samples
         self.metrics: dict[str, Metric] = {}
-        self.real_ready = False
-        self.last: dict[str, float] = {}
+        self.num_real = 0  # real images in the cached statistics
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         path, error = None, None
@@ -154,35 +160,60 @@ class ImageQuality(EveryNIterations):
             self.metrics["kid"] = KernelInceptionDistance(net, reset_real_features=False)
         if self.inception_score:
             self.metrics["is"] = InceptionScore(is_net)
-        self.real_ready = False
+        self.num_real = 0
+
+    def num_samples_for(self, stage: str) -> int | None:
+        return {"validate": self.num_samples, "test": self.test_num_samples}.get(stage)
+
+    def begin(self, trainer: pl.Trainer, pl_module: pl.LightningModule, num_samples: int) -> None:
+        self.prepare(pl_module.device, trainer.datamodule, num_samples, trainer.global_rank, trainer.world_size)
+
+    def consume(self, samples: Tensor) -> None:
+        self.update(to_uint8(samples), real=False)
+
+    def results(self) -> dict[str, float]:
+        values = {"fid": float(self.metrics["fid"].compute())}
+        if "kid" in self.metrics:
+            self.metrics["kid"].subset_size = min(self.kid_subset_size, self._num_fake, self.num_real)
+            mean, std = self.metrics["kid"].compute()
+            values |= {"kid": float(mean), "kid_std": float(std)}
+        if "is" in self.metrics:
+            mean, std = self.metrics["is"].compute()
+            values |= {"is": float(mean), "is_std": float(std)}
+        return values
 
     def evaluate(self, trainer, pl_module, iteration: int) -> None:
         self.last = self.compute(pl_module, trainer.datamodule, rank=trainer.global_rank, world_size=trainer.world_size)
         log_metrics(trainer, pl_module, self.last, step=iteration)
 
-    def compute(self, pl_module, datamodule, rank: int = 0, world_size: int = 1) -> dict[str, float]:
-        """Metric values for ``pl_module.sample`` against ``datamodule.dataset``; on every rank."""
-        device = pl_module.device
+    def prepare(self, device: torch.device, datamodule, num_samples: int, rank: int, world_size: int) -> None:
+        """Reset the generated-image statistics; (re)compute the real ones for ``num_samples`` images."""
         for metric in self.metrics.values():
             metric.to(device).reset()  # FID and KID keep their real features
-        if not self.real_ready:
-            self.update_real(datamodule, device, rank, world_size)
+        dataset = getattr(datamodule, "dataset", None)
+        if dataset is None:
+            raise ValueError(
+                f"ImageQuality needs a set-up datamodule with a map-style `dataset` of images in [-1, 1] "
+                f"(CIFAR10DataModule, ImageFolderDataModule), got {type(datamodule).__name__}"
+            )
+        if self.num_real != min(num_samples, len(dataset)):
+            self.update_real(datamodule, device, rank, world_size, num_samples)
+        self._num_fake = num_samples
+
+    def compute(self, pl_module, datamodule, rank: int = 0, world_size: int = 1) -> dict[str, float]:
+        """``val/*`` values of ``num_samples`` samples of ``pl_module.sample`` (fixed noise) against
+        ``datamodule.dataset``; on every rank."""
+        device = pl_module.device
+        self.prepare(device, datamodule, self.num_samples, rank, world_size)
         n = -(-self.num_samples // world_size)  # ceil: every rank draws its share
         chunks = -(-n // self.batch_size)
         size = -(-n // chunks)  # equal chunks: generator BatchNorm uses the statistics of each chunk
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(12345 + rank)
             for start in range(0, n, size):
-                self.update(to_uint8(pl_module.sample(size)[: n - start]), real=False)
-        values = {"val/fid": float(self.metrics["fid"].compute())}
-        if "kid" in self.metrics:
-            self.metrics["kid"].subset_size = min(self.kid_subset_size, n * world_size, self.num_real)
-            mean, std = self.metrics["kid"].compute()
-            values |= {"val/kid": float(mean), "val/kid_std": float(std)}
-        if "is" in self.metrics:
-            mean, std = self.metrics["is"].compute()
-            values |= {"val/is": float(mean), "val/is_std": float(std)}
-        return values
+                self.consume(pl_module.sample(size)[: n - start])
+        self.num_evaluated = n * world_size
+        return {f"val/{k}": v for k, v in self.results().items()}
 
     def update(self, images: Tensor, real: bool) -> None:
         for name, metric in self.metrics.items():
@@ -191,17 +222,16 @@ class ImageQuality(EveryNIterations):
             elif not real:
                 metric.update(images)
 
-    def update_real(self, datamodule, device: torch.device, rank: int, world_size: int) -> None:
-        dataset = getattr(datamodule, "dataset", None)
-        if dataset is None:
-            raise ValueError(
-                f"ImageQuality needs a set-up datamodule with a map-style `dataset` of images in [-1, 1] "
-                f"(CIFAR10DataModule, ImageFolderDataModule), got {type(datamodule).__name__}"
-            )
-        self.num_real = min(self.num_samples, len(dataset))
+    def update_real(self, datamodule, device: torch.device, rank: int, world_size: int, num_samples: int) -> None:
+        for name in ("fid", "kid"):  # drop the cached real statistics of another number of images
+            if name in self.metrics:
+                self.metrics[name].reset_real_features = True
+                self.metrics[name].reset()
+                self.metrics[name].reset_real_features = False
+        dataset = datamodule.dataset
+        self.num_real = min(num_samples, len(dataset))
         subset = Subset(dataset, range(rank, self.num_real, world_size))
         loader = DataLoader(subset, batch_size=self.batch_size, num_workers=getattr(datamodule, "num_workers", 0))
         for real in loader:
             real = real[0] if isinstance(real, (list, tuple)) else real
             self.update(to_uint8(real.to(device)), real=True)
-        self.real_ready = True

@@ -10,6 +10,8 @@ from torchvision import transforms
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 
+from lbt_lightning.data.evaluation import SampleIndexLoaders
+
 
 class UInt8Images(Dataset):
     """Images held in memory as uint8 (N, C, H, W), returned as floats in [-1, 1]."""
@@ -74,7 +76,7 @@ class EndlessBatches(IterableDataset):
         return default_collate([self.dataset[i] for i in indices])
 
 
-class ImageDataModule(pl.LightningDataModule):
+class ImageDataModule(SampleIndexLoaders, pl.LightningDataModule):
     """Base: serves ``dataset`` (set by ``setup``) as an endless stream of ``batch_size`` batches.
 
     Training length is ``trainer.limit_train_batches`` iterations with ``max_epochs: 1``, as for

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
+from lbt_lightning.data.evaluation import SampleIndexLoaders
+
 
 def batch_seed(seed: int, rank: int, index: int) -> int:
     """The torch seed of batch ``index`` on DDP ``rank`` of a stream seeded with ``seed``.
@@ -50,7 +52,7 @@ class MixtureStream(IterableDataset):
             index += 1
 
 
-class MixtureDataModule(pl.LightningDataModule):
+class MixtureDataModule(SampleIndexLoaders, pl.LightningDataModule):
     """Base for 2-D mixtures: exposes ``centers`` (M, 2), ``sigma`` and ``data_shape`` for metrics.
 
     Arguments:

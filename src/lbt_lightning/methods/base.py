@@ -3,7 +3,17 @@
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
+
+
+def injected(*names: str) -> list[str]:
+    """The ``ignore`` list for ``save_hyperparameters``: empty when LightningCLI builds the module
+    (it then saves the model's whole config, every injected module and optimizer as
+    ``class_path``/``init_args``, so ``Method.load_from_checkpoint(path)`` rebuilds them), else
+    ``names``: modules and optimizer callables built in Python are not hyper-parameters (pickling
+    them would bloat or break the checkpoint); pass the modules to ``load_from_checkpoint`` again."""
+    return [] if _given_hyperparameters.get() is not None else list(names)
 
 
 class GenerativeModule(pl.LightningModule):
@@ -54,6 +64,25 @@ class GenerativeModule(pl.LightningModule):
     def sample(self, n: int) -> Tensor:
         """n generated samples without a graph."""
         return self.generator(self.noise(n))
+
+    @torch.no_grad()
+    def sample_indexed(self, indices: Tensor) -> Tensor:
+        """Sample i of each index i, from noise z_i drawn by a generator seeded with i: the same
+        samples on any number of devices (a BatchNorm generator still normalises each batch with
+        that batch's statistics). The inputs of Lightning's validate, test and predict loops."""
+        rng = torch.Generator()
+        z = [torch.randn(self.generator.z_dim, generator=rng.manual_seed(i)) for i in indices.tolist()]
+        return self.generator(torch.stack(z).to(self.device))
+
+    def validation_step(self, indices: Tensor, batch_idx: int) -> Tensor:
+        """Generated samples for the evaluation callbacks (``on_validation_batch_end``)."""
+        return self.sample_indexed(indices)
+
+    def test_step(self, indices: Tensor, batch_idx: int) -> Tensor:
+        return self.sample_indexed(indices)
+
+    def predict_step(self, indices: Tensor, batch_idx: int) -> Tensor:
+        return self.sample_indexed(indices)
 
     def sample_consumers(self) -> dict[str, nn.Module]:
         """Submodules that take generator samples as input, checked for shape before training."""
@@ -146,6 +175,11 @@ class GenerativeModule(pl.LightningModule):
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        if "_instantiator" in saved and "_instantiator" not in self.hparams:
+            # load_from_checkpoint rebuilt the modules from the saved CLI config; keep that config
+            # (not the module objects) so that a checkpoint of this model loads again.
+            self.save_hyperparameters(dict(saved), logger=False)
         states = checkpoint.get("rng_states")
         if states is not None:
             torch.set_rng_state(states["torch"])

@@ -4,7 +4,7 @@ from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from lbt_lightning import objectives
-from lbt_lightning.methods.base import GenerativeModule
+from lbt_lightning.methods.base import GenerativeModule, injected
 from lbt_lightning.optim import adversarial_optimizers
 
 
@@ -34,6 +34,9 @@ class GAN(GenerativeModule):
         max_consecutive_skips: int = 10,
     ):
         super().__init__(generator, clip_grad_norm=clip_grad_norm, max_consecutive_skips=max_consecutive_skips)
+        self.save_hyperparameters(
+            ignore=injected("generator", "discriminator", "generator_optimizer", "discriminator_optimizer")
+        )
         self.discriminator = discriminator
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer

@@ -6,7 +6,7 @@ from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from lbt_lightning.estimators.base import DensityEstimator
-from lbt_lightning.methods.base import GenerativeModule
+from lbt_lightning.methods.base import GenerativeModule, injected
 from lbt_lightning.methods.teacher import Teacher, Teaching
 from lbt_lightning.optim import build_optimizer
 
@@ -54,6 +54,7 @@ class LBT(Teaching, GenerativeModule):
         max_consecutive_skips: int = 10,
     ):
         super().__init__(generator, clip_grad_norm=clip_grad_norm, max_consecutive_skips=max_consecutive_skips)
+        self.save_hyperparameters(ignore=injected("generator", "estimator", "generator_optimizer"))
         self.teacher = Teacher(
             estimator,
             unroll_steps=unroll_steps,

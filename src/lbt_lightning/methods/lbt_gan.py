@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from lbt_lightning import objectives
 from lbt_lightning.estimators.base import DensityEstimator
-from lbt_lightning.methods.base import GenerativeModule
+from lbt_lightning.methods.base import GenerativeModule, injected
 from lbt_lightning.methods.teacher import Teacher, Teaching
 from lbt_lightning.optim import adversarial_optimizers
 
@@ -52,6 +52,9 @@ class LBTGAN(Teaching, GenerativeModule):
         max_consecutive_skips: int = 10,
     ):
         super().__init__(generator, clip_grad_norm=clip_grad_norm, max_consecutive_skips=max_consecutive_skips)
+        self.save_hyperparameters(
+            ignore=injected("generator", "estimator", "discriminator", "generator_optimizer", "discriminator_optimizer")
+        )
         if not gan_weight >= 0:
             raise ValueError(f"gan_weight (λ) must be >= 0, got {gan_weight!r}")
         if not isinstance(warmup_iterations, int) or warmup_iterations < 0:

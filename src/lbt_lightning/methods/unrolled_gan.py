@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from lbt_lightning import objectives
-from lbt_lightning.methods.base import GenerativeModule
+from lbt_lightning.methods.base import GenerativeModule, injected
 from lbt_lightning.optim import build_optimizer
 from lbt_lightning.twin_optimizer import SUPPORTED, TwinOptimizer
 
@@ -62,6 +62,9 @@ class UnrolledGAN(GenerativeModule):
         max_consecutive_skips: int = 10,
     ):
         super().__init__(generator, clip_grad_norm=clip_grad_norm, max_consecutive_skips=max_consecutive_skips)
+        self.save_hyperparameters(
+            ignore=injected("generator", "discriminator", "generator_optimizer", "discriminator_optimizer")
+        )
         if not isinstance(unroll_steps, int) or unroll_steps < 1:
             raise ValueError(f"unroll_steps must be an integer >= 1, got {unroll_steps!r}")
         if generator_loss not in GENERATOR_LOSSES:

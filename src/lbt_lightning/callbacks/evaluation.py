@@ -1,0 +1,103 @@
+"""Base of the metric callbacks: one code path for fit-time evaluation and Lightning's validate/test loops."""
+
+import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
+from torch import Tensor
+
+from lbt_lightning.callbacks.periodic import EveryNIterations, log_metrics
+
+# Trainer function -> (stage asked of num_samples_for, log prefix)
+LOOPS = {TrainerFn.VALIDATING: ("validate", "val"), TrainerFn.TESTING: ("test", "test")}
+
+
+class SampleEvaluator(EveryNIterations):
+    """Scores generator samples with torchmetrics metrics whose sum-reduced states are synced over
+    the DDP ranks at compute; every rank scores its own share of the samples.
+
+    - ``fit``: every ``every_n_iterations`` and at the last iteration, each rank draws
+      ``ceil(num_samples_for("validate") / world_size)`` samples with ``pl_module.sample``;
+      logged as ``val/*`` to the loggers at that iteration.
+    - ``validate`` (``lightning validate --ckpt_path ...``): the datamodule's sample-index batches
+      go through ``validation_step`` (``pl_module.sample_indexed``); the samples of indices below
+      ``num_samples_for("validate")`` are scored and logged as ``val/*``, which Lightning prints.
+    - ``test``: the same with ``num_samples_for("test")``, the full reporting protocol, as ``test/*``.
+
+    Subclasses implement ``num_samples_for``, ``begin``, ``consume`` and ``results``.
+
+    Arguments:
+        every_n_iterations: Fit-time evaluation period in iterations.
+    """
+
+    fit_batch_size: int | None = None  # samples drawn at once during fit; None: a rank's whole share
+
+    def __init__(self, every_n_iterations: int = 500):
+        super().__init__(every_n_iterations)
+        self.last: dict[str, float] = {}
+        self.num_evaluated = 0
+        self._loop_samples = 0
+
+    def num_samples_for(self, stage: str) -> int | None:
+        """Samples scored over all ranks in ``"validate"`` (also fit-time) or ``"test"``; None otherwise."""
+        raise NotImplementedError
+
+    def begin(self, trainer: pl.Trainer, pl_module: pl.LightningModule, num_samples: int) -> None:
+        """Reset the metrics (on ``pl_module.device``) for an evaluation of ``num_samples`` samples."""
+        raise NotImplementedError
+
+    def consume(self, samples: Tensor) -> None:
+        """Update the metrics with a batch of this rank's samples."""
+        raise NotImplementedError
+
+    def results(self) -> dict[str, float]:
+        """Metric values over all ranks, keys without a prefix (``modes``, ``fid``, ...)."""
+        raise NotImplementedError
+
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, iteration: int) -> None:
+        num_samples = self.num_samples_for("validate")
+        self.begin(trainer, pl_module, num_samples)
+        share = -(-num_samples // trainer.world_size)  # ceil: every rank draws its share
+        size = self.fit_batch_size or share
+        for start in range(0, share, size):
+            self.consume(pl_module.sample(min(size, share - start)))
+        self.num_evaluated = share * trainer.world_size
+        self.last = {f"val/{k}": v for k, v in self.results().items()}
+        log_metrics(trainer, pl_module, self.last, step=iteration)
+
+    # ---- Lightning's validate and test loops ------------------------------------------------------
+    # During fit the datamodules serve no validation batches; the fit-time path above evaluates.
+
+    def _loop_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn in LOOPS:
+            self._loop_samples = self.num_samples_for(LOOPS[trainer.state.fn][0])
+            self.begin(trainer, pl_module, self._loop_samples)
+
+    def _loop_update(self, trainer: pl.Trainer, samples: Tensor, indices: Tensor) -> None:
+        if trainer.state.fn in LOOPS:
+            keep = indices.to(samples.device) < self._loop_samples  # the first N indices are this callback's
+            if keep.any():
+                self.consume(samples[keep])
+
+    def _loop_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn in LOOPS:
+            prefix = LOOPS[trainer.state.fn][1]
+            self.num_evaluated = self._loop_samples
+            self.last = {f"{prefix}/{k}": v for k, v in self.results().items()}
+            pl_module.log_dict(self.last, sync_dist=True)  # equal on every rank already
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._loop_start(trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._loop_start(trainer, pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._loop_update(trainer, outputs, batch)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._loop_update(trainer, outputs, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._loop_end(trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._loop_end(trainer, pl_module)
