@@ -83,6 +83,12 @@ def test_warmup_skips_the_estimator():
     assert changed(before.estimator, model.estimator)
 
 
+def test_teach_every_teaches_on_every_nth_iteration_after_the_warmup():
+    model = build(LBTGAN, warmup_iterations=1, teach_every=3)  # unroll_steps 2, estimator_steps 1
+    fit(model, iterations=5)  # teaches at iterations 2 and 5
+    assert int(model.teacher.t) == 2 * 2  # two updates of estimator_steps x unroll_steps Adam steps
+
+
 def test_max_steps_is_refused():
     trainer = pl.Trainer(max_steps=10, logger=False, enable_progress_bar=False, enable_checkpointing=False)
     with pytest.raises(ValueError, match="limit_train_batches"):
@@ -110,6 +116,7 @@ def test_shape_mismatch_names_both_shapes():
     [
         ({"gan_weight": -0.1}, "gan_weight"),
         ({"warmup_iterations": -1}, "warmup_iterations"),
+        ({"teach_every": 0}, "teach_every"),
         ({"clip_grad_norm": 0.0}, "clip_grad_norm"),
     ],
 )

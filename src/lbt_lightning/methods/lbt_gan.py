@@ -23,6 +23,9 @@ class LBTGAN(Teaching, GenerativeModule):
         discriminator: Logit D(x), shape (B,).
         gan_weight: λ (toy 0.1, images 1.0).
         warmup_iterations: Pure-GAN iterations before teaching starts (images: 3000).
+        teach_every: Teach (estimator update and teaching term) on every ``teach_every``-th
+            iteration after the warm-up, the GAN loss alone on the others. 1 is the paper's
+            algorithm; larger values make an iteration cheaper (docs/time_to_quality.md).
         unroll_steps, unroll_lr, estimator_lr, estimator_steps, inner_optimizer, first_order, unroll_backend:
             As in :class:`~lbt_lightning.methods.lbt.LBT`.
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
@@ -39,6 +42,7 @@ class LBTGAN(Teaching, GenerativeModule):
         *,
         gan_weight: float = 0.1,  # PAPER.md §2.2 lambda_gan (toy)
         warmup_iterations: int = 0,  # PAPER.md §2.1 point 7: toy scripts have none
+        teach_every: int = 1,  # PAPER.md §2.1: every iteration
         unroll_steps: int = 5,  # PAPER.md §2.2
         unroll_lr: float = 1e-4,  # PAPER.md §2.2
         estimator_lr: float = 3e-4,  # PAPER.md §2.1 point 1
@@ -59,6 +63,8 @@ class LBTGAN(Teaching, GenerativeModule):
             raise ValueError(f"gan_weight (λ) must be >= 0, got {gan_weight!r}")
         if not isinstance(warmup_iterations, int) or warmup_iterations < 0:
             raise ValueError(f"warmup_iterations must be an integer >= 0, got {warmup_iterations!r}")
+        if not isinstance(teach_every, int) or teach_every < 1:
+            raise ValueError(f"teach_every must be an integer >= 1, got {teach_every!r}")
         self.teacher = Teacher(
             estimator,
             unroll_steps=unroll_steps,
@@ -70,7 +76,7 @@ class LBTGAN(Teaching, GenerativeModule):
             unroll_backend=unroll_backend,
         )
         self.discriminator = discriminator
-        self.gan_weight, self.warmup_iterations = gan_weight, warmup_iterations
+        self.gan_weight, self.warmup_iterations, self.teach_every = gan_weight, warmup_iterations, teach_every
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
 
@@ -83,7 +89,8 @@ class LBTGAN(Teaching, GenerativeModule):
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         g_opt, d_opt = self.optimizers()
         n = real.shape[0]
-        teaching = self.iteration > self.warmup_iterations
+        taught = int(self.iteration) - self.warmup_iterations  # 1 at the first teaching iteration
+        teaching = taught >= 1 and (taught - 1) % self.teach_every == 0
         logs = {}
         if teaching:
             logs["train/e_loss"], updated = self.teacher.update(

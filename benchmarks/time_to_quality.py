@@ -1,0 +1,242 @@
+"""Time to quality: CPU seconds until a method's samples cover every mode sharply, per (data, config, seed).
+
+Usage::
+
+    python benchmarks/time_to_quality.py [--runs ring:gan ring:lbt_gan_fast ...] [--seeds 0 1 2]
+        [--budget 300] [--every 250] [--jobs 1] [--set='--model.init_args.gan_weight=1.0 ...']
+
+Each run trains ``experiments/<folder>/<config>.yaml`` (over ``experiments/trainer.yaml``) in one
+process on one torch thread and evaluates every ``--every`` iterations on fresh samples (2,500;
+100 per mode above 25 modes): modes under the VEEGAN rule (>= 1 high-quality sample, HQ = within
+3σ of its nearest mean) and the PacGAN rule (>= 20 HQ samples), % HQ and KL(HQ histogram ‖
+uniform). The clock is the process's CPU time spent in training (evaluations excluded), so with
+one thread it is the time an idle core needs, whatever else the machine runs. A run stops at
+``--budget`` CPU seconds or ``--max-iterations``.
+
+Reported per run: CPU seconds (and iterations) until (a) all modes under the PacGAN rule, (b) 80%
+and (c) 90% HQ, (d) KL <= 0.05, each the first evaluation that reaches it, or "not reached" with
+the best value; the lowest PacGAN mode count after the first ``--settle`` iterations and the
+highest KL after them (a GAN that drops modes on its way shows here). Writes
+``benchmarks/results/time_to_quality.json`` and ``.png`` (modes and % HQ against CPU seconds).
+"""
+
+import argparse
+import json
+import multiprocessing
+import shlex
+import statistics
+import time
+
+import pytorch_lightning as pl
+import torch
+from common import RESULTS, build, machine, trainer
+
+from lbt_lightning.metrics import ModeCoverage
+
+# data name: (config folder, data overrides)
+DATASETS = {
+    "ring": ("ring", []),  # PAPER.md §5.1: 8 modes, r 1, σ 0.1
+    "grid25": (
+        "grid",
+        ["--data.init_args.num_modes=25", "--data.init_args.spacing=2.0", "--data.init_args.sigma=0.05"],
+    ),
+    "grid100": ("grid", []),  # PAPER.md §5.1: 10x10, spacing 0.2, σ 0.01
+}
+GOALS = {"all_modes": "all modes (PacGAN rule)", "hq80": "80% HQ", "hq90": "90% HQ", "kl05": "KL <= 0.05"}
+DEFAULT_RUNS = [
+    f"{data}:{config}"
+    for data in ("ring", "grid25", "grid100")
+    for config in ("gan", "unrolled_gan", "lbt", "lbt_gan", "gan_fast", "lbt_fast", "lbt_gan_fast")
+]
+
+
+def reached(point: dict, num_modes: int) -> dict[str, bool]:
+    return {
+        "all_modes": point["modes_pacgan"] >= num_modes,
+        "hq80": point["hq"] >= 0.8,
+        "hq90": point["hq"] >= 0.9,
+        "kl05": point["kl"] <= 0.05,
+    }
+
+
+class Evaluate(pl.Callback):
+    """Every ``every`` iterations: CPU seconds of training so far and the coverage of fresh samples."""
+
+    def __init__(self, every: int, budget: float, centers, sigma: float, num_samples: int):
+        self.every, self.budget, self.num_samples = every, budget, num_samples
+        self.metrics = {rule: ModeCoverage(centers, sigma, min_count=n) for rule, n in (("veegan", 1), ("pacgan", 20))}
+        self.curve, self.cpu_s, self.wall_s = [], 0.0, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.start = (time.process_time(), time.perf_counter())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.cpu_s += time.process_time() - self.start[0]
+        self.wall_s += time.perf_counter() - self.start[1]
+        last = batch_idx + 1 >= trainer.num_training_batches
+        if int(pl_module.iteration) % self.every == 0 or self.cpu_s >= self.budget or last:
+            with torch.random.fork_rng():
+                self.evaluate(pl_module)
+            trainer.should_stop = self.cpu_s >= self.budget
+
+    def evaluate(self, pl_module) -> None:
+        samples = pl_module.sample(self.num_samples).cpu()
+        point = {"iteration": int(pl_module.iteration), "cpu_s": self.cpu_s, "wall_s": self.wall_s}
+        for rule, metric in self.metrics.items():
+            metric.reset()
+            metric.update(samples)
+            values = metric.compute()
+            point[f"modes_{rule}"] = float(values["modes"])
+        point["hq"], point["kl"] = float(values["hq"]), float(values["kl"])
+        point["counts"] = self.metrics["pacgan"].counts.tolist()
+        self.curve.append(point)
+
+
+def summarise(curve: list[dict], num_modes: int, settle: int) -> dict:
+    """First evaluation reaching each goal; worst coverage after ``settle`` iterations; the end."""
+    out = {}
+    for goal in GOALS:
+        hit = next((p for p in curve if reached(p, num_modes)[goal]), None)
+        out[goal] = None if hit is None else {"cpu_s": hit["cpu_s"], "iteration": hit["iteration"]}
+    later = [p for p in curve if p["iteration"] >= settle] or curve[-1:]
+    out["min_modes_pacgan"] = min(p["modes_pacgan"] for p in later)
+    out["max_kl"] = max(p["kl"] for p in later)
+    out["best_hq"] = max(p["hq"] for p in curve)
+    out["best_kl"] = min(p["kl"] for p in curve)
+    out["final"] = {k: curve[-1][k] for k in ("iteration", "cpu_s", "modes_veegan", "modes_pacgan", "hq", "kl")}
+    return out
+
+
+def one_run(task: tuple) -> dict:
+    run, seed, args = task
+    torch.set_num_threads(1)
+    data_name, config = run.split(":")
+    folder, data_overrides = DATASETS[data_name]
+    model, data = build(folder, config, [*data_overrides, *args["set"], f"--seed_everything={seed}"])
+    num_modes = len(data.centers)
+    callback = Evaluate(args["every"], args["budget"], data.centers, data.sigma, max(2500, 100 * num_modes))
+    start = time.perf_counter()
+    trainer(args["max_iterations"], [callback]).fit(model, data)
+    result = {"run": run, "data": data_name, "config": config, "seed": seed, "num_modes": num_modes}
+    result |= {"total_wall_s": time.perf_counter() - start, "set": args["set"], "curve": callback.curve}
+    result["summary"] = summarise(callback.curve, num_modes, args["settle"])
+    f = result["summary"]["final"]
+    print(
+        f"{run:<24} seed {seed}: it {f['iteration']:>6} cpu {f['cpu_s']:6.1f}s modes {f['modes_veegan']:.0f}/"
+        f"{f['modes_pacgan']:.0f} of {num_modes} HQ {100 * f['hq']:5.1f}% KL {f['kl']:.3f} | min PacGAN modes "
+        f"{result['summary']['min_modes_pacgan']:.0f} | "
+        + " ".join(f"{g}={fmt_hit(result['summary'][g])}" for g in GOALS),
+        flush=True,
+    )
+    return result
+
+
+def fmt_hit(hit: dict | None) -> str:
+    return "-" if hit is None else f"{hit['cpu_s']:.0f}s"
+
+
+def table(runs: list[dict]) -> str:
+    """One row per (data, config): median CPU seconds to each goal over the seeds that reached it."""
+    lines = [
+        "| data | config | seeds | " + " | ".join(f"CPU s to {g}" for g in GOALS.values())
+        + " | min PacGAN modes | final modes (PacGAN) | final % HQ | final KL | iterations |",
+        "|---|---|---|" + "---|" * (len(GOALS) + 5),
+    ]  # fmt: skip
+    for key in dict.fromkeys(r["run"] for r in runs):
+        group = [r for r in runs if r["run"] == key]
+        n, cells = len(group), []
+        for goal in GOALS:
+            hits = [r["summary"][goal]["cpu_s"] for r in group if r["summary"][goal] is not None]
+            if not hits:
+                best = (
+                    f"best {100 * max(r['summary']['best_hq'] for r in group):.0f}%"
+                    if goal.startswith("hq")
+                    else f"best {min(r['summary']['best_kl'] for r in group):.3f}"
+                    if goal == "kl05"
+                    else ""
+                )
+                cells.append(f"not reached {best}".strip())
+            else:
+                cells.append(f"{statistics.median(hits):.0f} ({len(hits)}/{n})")
+        finals = [r["summary"]["final"] for r in group]
+        mins = "/".join(f"{r['summary']['min_modes_pacgan']:.0f}" for r in group)
+        cells += [
+            mins,
+            "/".join(f"{f['modes_pacgan']:.0f}" for f in finals) + f" of {group[0]['num_modes']}",
+            "/".join(f"{100 * f['hq']:.0f}" for f in finals),
+            "/".join(f"{f['kl']:.2f}" for f in finals),
+            "/".join(str(f["iteration"]) for f in finals),
+        ]
+        data, config = key.split(":")
+        lines.append(f"| {data} | {config} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict], path) -> None:
+    """Per data set: PacGAN-rule modes (top) and % HQ (bottom) against CPU seconds, a line per run."""
+    from matplotlib.figure import Figure
+
+    datasets = list(dict.fromkeys(r["data"] for r in runs))
+    configs = list(dict.fromkeys(r["config"] for r in runs))
+    colors = {c: f"C{i}" for i, c in enumerate(configs)}
+    fig = Figure(figsize=(5.5 * len(datasets), 7))
+    axes = fig.subplots(2, len(datasets), sharex="col", squeeze=False)
+    for col, data in enumerate(datasets):
+        seen = set()
+        for r in (r for r in runs if r["data"] == data):
+            t = [p["cpu_s"] for p in r["curve"]]
+            label = None if r["config"] in seen else r["config"]
+            seen.add(r["config"])
+            style = {"color": colors[r["config"]], "alpha": 0.75, "lw": 1.2}
+            axes[0, col].plot(t, [p["modes_pacgan"] for p in r["curve"]], label=label, **style)
+            axes[1, col].plot(t, [100 * p["hq"] for p in r["curve"]], **style)
+        axes[0, col].set(title=data, ylabel="modes (PacGAN rule, >= 20 HQ samples)")
+        axes[1, col].set(xlabel="training CPU seconds (one thread)", ylabel="% high quality")
+        axes[0, col].legend(fontsize=8)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help="data:config, e.g. ring:lbt_gan_fast")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget", type=float, default=300.0, help="training CPU seconds per run")
+    parser.add_argument("--max-iterations", type=int, default=1_000_000)
+    parser.add_argument("--every", type=int, default=250, help="evaluation period in iterations")
+    parser.add_argument("--settle", type=int, default=500, help="min modes / max KL count from this iteration")
+    parser.add_argument("--jobs", type=int, default=1, help="single-thread runs in parallel (at most 2 on 2 cores)")
+    parser.add_argument("--set", default="", help="CLI overrides for every run: --set='--key=value --key2=value2'")
+    parser.add_argument("--out", default=str(RESULTS / "time_to_quality.json"))
+    args = parser.parse_args(argv)
+    for run in args.runs:
+        if run.count(":") != 1 or run.split(":")[0] not in DATASETS:
+            parser.error(f"--runs: {run!r} is not data:config with data one of {sorted(DATASETS)}")
+
+    args.set = shlex.split(args.set)
+    settings = vars(args)
+    tasks = [(run, seed, settings) for run in args.runs for seed in args.seeds]
+    info = machine()
+    print(f"{info['date']}: {len(tasks)} runs, <= {args.budget:.0f} CPU s each, {args.jobs} at a time, "
+          f"load {info.get('load_average_1_5_15min')}", flush=True)  # fmt: skip
+    start = time.perf_counter()
+    if args.jobs == 1:
+        runs = [one_run(t) for t in tasks]
+    else:
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            runs = pool.map(one_run, tasks, chunksize=1)
+    info["total_wall_s"] = time.perf_counter() - start
+    info["load_average_after"] = machine().get("load_average_1_5_15min")
+    text = table(runs)
+    print("\n" + text)
+    out = args.out
+    with open(out, "w") as f:
+        json.dump({"machine": info, "settings": settings, "table": text, "runs": runs}, f, indent=1, default=str)
+    plot(runs, out.removesuffix(".json") + ".png")
+    print(f"wrote {out} and its .png in {info['total_wall_s'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
