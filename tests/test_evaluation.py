@@ -1,5 +1,7 @@
 """``lightning validate|test|predict --config <run>/config.yaml --ckpt_path <ckpt>`` through Lightning's loops."""
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -152,3 +154,26 @@ def test_stacked_mnist_validate_test_predict(tmp_path, capsys):
     assert "val/kl" in out and "test/modes" in out
     samples = torch.load(next(tmp_path.rglob("predictions/samples.pt")))
     assert samples.shape == (100, 3, 28, 28) and next(tmp_path.rglob("predictions/samples.png")).is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_validate_and_predict_as_one(ring_run, tmp_path):
+    """Two gloo ranks split the sample indices: the same metrics and the same file as one process."""
+    args, _ = ring_run
+    ddp = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    values = {}
+    for name, extra in (("one", []), ("two", ddp)):
+        path = tmp_path / f"{name}.pt"
+        for sub, more in (("validate", []), ("predict", [f"--trainer.callbacks.path={path}"])):
+            writer = [
+                "--trainer.callbacks+=lbt_lightning.callbacks.SampleWriter",
+                "--trainer.callbacks.num_samples=777",
+            ]
+            cmd = [sys.executable, "-m", "lbt_lightning", sub, *args, *QUIET, *extra, *(writer + more if more else [])]
+            out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+            assert out.returncode == 0, out.stderr[-3000:]
+            if sub == "validate":
+                values[name] = [line for line in out.stdout.splitlines() if "val/" in line]
+    assert values["one"] == values["two"] and len(values["one"]) == 4
+    torch.testing.assert_close(torch.load(tmp_path / "two.pt"), torch.load(tmp_path / "one.pt"))

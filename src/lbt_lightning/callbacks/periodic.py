@@ -36,8 +36,12 @@ class EveryNIterations(pl.Callback):
 
 
 def output_dir(trainer: pl.Trainer, name: str) -> Path:
-    """``<log dir>/<name>``, created; the log dir is the first logger's, else default_root_dir."""
-    root = trainer.log_dir if trainer.log_dir is not None else trainer.default_root_dir
+    """``<log dir>/<name>``, created; the log dir is the first logger's, else default_root_dir.
+
+    The logger is read directly: ``trainer.log_dir`` broadcasts from rank 0, a collective call
+    that hangs DDP when, as here, only rank 0 writes files."""
+    logger = trainer.loggers[0] if trainer.loggers else None
+    root = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) or trainer.default_root_dir
     path = Path(root) / name
     path.mkdir(parents=True, exist_ok=True)
     return path

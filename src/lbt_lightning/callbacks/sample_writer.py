@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -92,7 +91,6 @@ class SampleWriter(BasePredictionWriter):
             centers = getattr(trainer.datamodule, "centers", None)
             fig = scatter_figure(samples, centers, title=f"{type(trainer.lightning_module).__name__}: {len(samples)}")
             fig.savefig(png, dpi=100, bbox_inches="tight")
-            plt.close(fig)
         elif samples.ndim == 4 and samples.shape[1] in (1, 3):
             images = samples[: self.grid_size].float()
             grid = make_grid(images, nrow=8, normalize=True, value_range=self._range(trainer, images))
