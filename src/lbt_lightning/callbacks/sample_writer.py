@@ -89,7 +89,9 @@ class SampleWriter(BasePredictionWriter):
         png = path.with_suffix(".png")
         if samples.ndim == 2 and samples.shape[1] == 2:
             centers = getattr(trainer.datamodule, "centers", None)
-            fig = scatter_figure(samples, centers, title=f"{type(trainer.lightning_module).__name__}: {len(samples)}")
+            fig = scatter_figure(
+                samples, centers, title=f"{type(trainer.lightning_module).__name__}, {len(samples)} samples"
+            )
             fig.savefig(png, dpi=100, bbox_inches="tight")
         elif samples.ndim == 4 and samples.shape[1] in (1, 3):
             images = samples[: self.grid_size].float()
