@@ -144,6 +144,7 @@ def test_stacked_mnist_validate_test_predict(tmp_path, capsys):
         m.chdir(tmp_path)
         runs = [main(["validate", *args, *QUIET])]
         runs.append(main(["test", *args, *QUIET, "--trainer.callbacks.init_args.test_num_samples=60"]))
+        classifier.unlink()  # predict only writes samples: it needs no classifier
         main(["predict", *args, *QUIET, "--trainer.callbacks+=lbt_lightning.callbacks.SampleWriter",
              "--trainer.callbacks.num_samples=100"])  # fmt: skip
     modes = [next(cb for cb in c.trainer.callbacks if isinstance(cb, StackedMNISTModesCallback)) for c in runs]

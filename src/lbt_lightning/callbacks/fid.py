@@ -131,6 +131,8 @@ class ImageQuality(SampleEvaluator):
         self.num_real = 0  # real images in the cached statistics
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "predict":  # predict only writes samples: no weights or classifier needed
+            return
         path, error = None, None
         if not isinstance(self.feature, nn.Module):
             if trainer.local_rank == 0:  # one download per node; the other ranks then find the file

@@ -47,6 +47,8 @@ class StackedMNISTModesCallback(SampleEvaluator):
         return self.batch_size
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "predict":  # predict only writes samples: no weights or classifier needed
+            return
         if self.metric is None:
             self.metric = StackedMNISTModes(self.classifier_path, batch_size=self.batch_size)
 
