@@ -1,4 +1,4 @@
-"""Shared fixtures: seeded RNG, one torch thread, a bare sys.argv, a temporary working directory."""
+"""Shared fixtures: seeded RNG, one torch thread, a bare sys.argv, a temporary working directory, devices."""
 
 import sys
 
@@ -36,3 +36,13 @@ def tmp_cwd(tmp_path, monkeypatch):
     """Run in a temporary directory so CLI runs write their logs there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=CUDA)])
+def device(request) -> torch.device:
+    """Each device to test on: cpu, and cuda when a GPU is present (``make gpu-check`` runs the
+    ``-k cuda`` ones there). Float64 finite-difference checks stay on the CPU."""
+    return torch.device(request.param)

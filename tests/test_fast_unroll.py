@@ -91,10 +91,10 @@ def test_a_copy_compiles_its_own_functions_for_its_own_estimator():
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
-def test_compiled_matches_eager_in_float32(backend):
+def test_compiled_matches_eager_in_float32(backend, device):
     """torch.compile (inductor: the shipped setting, slow to build) changes nothing but rounding."""
-    teacher, generator = make_teacher(steps=2).float(), TinyGenerator()
-    zs, real = [torch.randn(16, 3) for _ in range(2)], torch.randn(32, 2)
+    teacher, generator = make_teacher(steps=2).float().to(device), TinyGenerator().to(device)
+    zs, real = [torch.randn(16, 3, device=device) for _ in range(2)], torch.randn(32, 2, device=device)
     loss, grads = teaching_grads(teacher, generator, zs, real)
     fast = fast_for(teacher, compile_backend=backend)
     fast_loss, fast_grads = teaching_grads(teacher, generator, zs, real, fast)
@@ -102,7 +102,7 @@ def test_compiled_matches_eager_in_float32(backend):
     assert_same(grads, fast_grads, rtol=1e-4, atol=1e-6)
     assert fast.compile_seconds["teaching"] > 0
 
-    fakes = [torch.randn(16, 2) for _ in range(2)]
+    fakes = [torch.randn(16, 2, device=device) for _ in range(2)]
     eager = copy.deepcopy(teacher)
     torch.manual_seed(5)
     feed = iter(fakes)

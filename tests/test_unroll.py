@@ -75,11 +75,11 @@ def test_first_order_differs_from_full():
 
 
 @pytest.mark.parametrize("inner_optimizer", ["adam", "sgd"])
-def test_unroll_equals_real_update(inner_optimizer):
+def test_unroll_equals_real_update(inner_optimizer, device):
     """The differentiable unroll's values equal the estimator's real update on the same samples."""
-    teacher = make_teacher(inner_optimizer, steps=4).float()
+    teacher = make_teacher(inner_optimizer, steps=4).float().to(device)
     teacher.estimator_lr = teacher.unroll_lr  # compare at one learning rate
-    samples = [torch.randn(16, 2) for _ in range(4)]
+    samples = [torch.randn(16, 2, device=device) for _ in range(4)]
     before = copy.deepcopy(teacher)
 
     torch.manual_seed(7)

@@ -37,6 +37,11 @@ class CompiledUnroll(UnrollBackend):
             ``False`` runs the same torch.func code eagerly (for tests).
         compile_backend: ``torch.compile`` backend; ``"aot_eager"`` traces without code
             generation (fast to build, for tests).
+        mode: ``torch.compile`` mode. Nothing here is CPU-specific: on CUDA the default Inductor
+            backend generates Triton kernels. ``"reduce-overhead"`` adds CUDA graphs (the shapes
+            are static: one batch size, K fixed); it is not offered through ``unroll_backend``
+            because the teaching gradients outlive the next graph replay, which CUDA graph trees
+            may overwrite: ``benchmarks/gpu_check.py`` tries it and reports a failure as such.
     """
 
     def __init__(
@@ -48,18 +53,24 @@ class CompiledUnroll(UnrollBackend):
         adam: AdamConfig = AdamConfig(),
         compiled: bool = True,
         compile_backend: str = "inductor",
+        mode: str | None = None,
     ):
         super().__init__(estimator, inner_optimizer=inner_optimizer, first_order=first_order, adam=adam)
-        self.compiled, self.compile_backend = compiled, compile_backend
+        self.compiled, self.compile_backend, self.mode = compiled, compile_backend, mode
         self.compile_seconds: dict[str, float] = {}
         self._build()
 
     def _build(self) -> None:
         self._fns = {"grad": self._grad_impl, "step": self._step_impl, "teaching": self._teach_impl}
         if self.compiled:
-            # fallback_random: draw the estimator's noise with ATen's generator, as eager does
-            options = {"fallback_random": True} if self.compile_backend == "inductor" else None
-            kwargs = {"fullgraph": True, "backend": self.compile_backend, "options": options}
+            kwargs = {"fullgraph": True, "backend": self.compile_backend, "mode": self.mode}
+            if self.compile_backend == "inductor":
+                # fallback_random: draw the estimator's noise with ATen's generator, as eager does;
+                # torch.compile takes a mode or options, so the mode's own options go in too
+                from torch._inductor import list_mode_options  # imported on use: a heavy import
+
+                options = (list_mode_options(self.mode) if self.mode else {}) | {"fallback_random": True}
+                kwargs |= {"mode": None, "options": options}
             self._fns = {name: torch.compile(fn, **kwargs) for name, fn in self._fns.items()}
 
     def __getstate__(self) -> dict:

@@ -3,6 +3,7 @@
 from lbt_lightning.data.images import CIFAR10DataModule, ImageDataModule, ImageFolderDataModule
 from lbt_lightning.data.mixtures import GridDataModule, MixtureDataModule, RingDataModule
 from lbt_lightning.data.stacked_mnist import StackedMNISTDataModule
+from lbt_lightning.data.synthetic import SyntheticImages
 
 __all__ = [
     "CIFAR10DataModule",
@@ -12,4 +13,5 @@ __all__ = [
     "MixtureDataModule",
     "RingDataModule",
     "StackedMNISTDataModule",
+    "SyntheticImages",
 ]

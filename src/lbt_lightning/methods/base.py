@@ -6,6 +6,8 @@ import torch.distributed as dist
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
+from lbt_lightning.precision import check_precision, full_precision
+
 
 def injected(*names: str) -> list[str]:
     """The ``ignore`` list for ``save_hyperparameters``: empty when LightningCLI builds the module
@@ -69,10 +71,12 @@ class GenerativeModule(pl.LightningModule):
     def sample_indexed(self, indices: Tensor) -> Tensor:
         """Sample i of each index i, from noise z_i drawn by a generator seeded with i: the same
         samples on any number of devices (a BatchNorm generator still normalises each batch with
-        that batch's statistics). The inputs of Lightning's validate, test and predict loops."""
+        that batch's statistics). The inputs of Lightning's validate, test and predict loops, in
+        full precision also under ``bf16-mixed``, so that evaluations do not depend on it."""
         rng = torch.Generator()
         z = [torch.randn(self.generator.z_dim, generator=rng.manual_seed(i)) for i in indices.tolist()]
-        return self.generator(torch.stack(z).to(self.device))
+        with full_precision(self.device):
+            return self.generator(torch.stack(z).to(self.device))
 
     def validation_step(self, indices: Tensor, batch_idx: int) -> Tensor:
         """Generated samples for the evaluation callbacks (``on_validation_batch_end``)."""
@@ -94,6 +98,7 @@ class GenerativeModule(pl.LightningModule):
                 f"trainer.max_steps={self.trainer.max_steps} counts optimizer steps, not iterations; "
                 "set trainer.limit_train_batches to the number of iterations (with max_epochs: 1)"
             )
+        check_precision(type(self).__name__, self.trainer.precision)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # keeps a resumed run's random stream exact
             self._check_shapes()

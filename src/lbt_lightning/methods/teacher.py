@@ -11,6 +11,7 @@ from lbt_lightning import objectives
 from lbt_lightning.estimators.base import DensityEstimator
 from lbt_lightning.fast_unroll import CompiledUnroll
 from lbt_lightning.objectives import INNER_OPTIMIZERS, Criterion, InnerState
+from lbt_lightning.precision import full_precision
 from lbt_lightning.unroll_backends import EagerUnroll, UnrollBackend
 
 BACKENDS: dict[str, type[UnrollBackend]] = {"eager": EagerUnroll, "compiled": CompiledUnroll}
@@ -93,7 +94,8 @@ class Teacher(nn.Module):
         """
         steps = self.estimator_steps * self.unroll_steps
         params = objectives.detached_params(self.estimator)
-        result = self.backend.update(params, self.state(), sample_fake, steps, self.estimator_lr, reduce_grads)
+        with full_precision(self.t.device):  # float32 under bf16-mixed (lbt_lightning.precision)
+            result = self.backend.update(params, self.state(), sample_fake, steps, self.estimator_lr, reduce_grads)
         tensors = [result.value, *result.params.values(), *result.state.m.values()]
         finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors)))
         if finite:
@@ -105,8 +107,9 @@ class Teacher(nn.Module):
     ) -> Tensor:
         """Teaching loss ``criterion(log p_{φ^K}(real))`` (by default ``-mean log p_{φ^K}(real)``),
         differentiable w.r.t. the generator through ``sample_fake``."""
-        params = objectives.detached_params(self.estimator)
-        return self.backend.loss(params, self.state(), sample_fake, real, self.unroll_steps, self.unroll_lr, criterion)
+        params, state = objectives.detached_params(self.estimator), self.state()
+        with full_precision(self.t.device):  # the generator's samples too: the unroll differentiates them
+            return self.backend.loss(params, state, sample_fake, real, self.unroll_steps, self.unroll_lr, criterion)
 
 
 class Teaching:

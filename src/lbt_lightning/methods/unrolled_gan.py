@@ -10,6 +10,7 @@ from torch.func import functional_call
 from lbt_lightning import objectives
 from lbt_lightning.methods.base import GenerativeModule, injected
 from lbt_lightning.optim import build_optimizer
+from lbt_lightning.precision import full_precision
 from lbt_lightning.twin_optimizer import SUPPORTED, TwinOptimizer
 
 GeneratorLoss = Literal["minimax", "non_saturating"]
@@ -126,12 +127,16 @@ class UnrolledGAN(GenerativeModule):
         """The generator's loss at θ_D^K, differentiable with respect to ``fake``.
 
         Returns:
-            f(θ_D^K) = -d_loss (``minimax``) or the non-saturating loss at θ_D^K.
+            f(θ_D^K) = -d_loss (``minimax``) or the non-saturating loss at θ_D^K, computed in the
+            discriminator's dtype also under autocast (``lbt_lightning.precision``).
         """
-        params = self.unrolled_discriminator(real, fake, discriminator_optimizer)
-        if self.generator_loss == "minimax":
-            return -self._d_loss_at(params, real, fake)
-        return objectives.g_loss(functional_call(self.discriminator, params, (fake,)))
+        dtype = next(self.discriminator.parameters()).dtype
+        with full_precision(real.device):
+            real, fake = real.to(dtype), fake.to(dtype)  # a bf16-mixed generator's output is bfloat16
+            params = self.unrolled_discriminator(real, fake, discriminator_optimizer)
+            if self.generator_loss == "minimax":
+                return -self._d_loss_at(params, real, fake)
+            return objectives.g_loss(functional_call(self.discriminator, params, (fake,)))
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         g_opt, d_opt = self.optimizers()
