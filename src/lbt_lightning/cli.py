@@ -12,6 +12,7 @@ from pytorch_lightning.cli import LightningCLI
 from lbt_lightning.callbacks.progress import without_progress_bars
 from lbt_lightning.callbacks.sample_writer import SampleWriter
 from lbt_lightning.callbacks.save_config import LoggerSaveConfigCallback
+from lbt_lightning.checkpoint_io import CheckpointError
 from lbt_lightning.methods.base import GenerativeModule
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -61,6 +62,13 @@ def _as_list(value) -> list:
 def main(args: list[str] | None = None, run: bool = True) -> LBTCLI:
     """Run the CLI (``args`` default to ``sys.argv[1:]``); ``run=False`` only instantiates."""
     defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
+    try:
+        return _cli(defaults, args, run)
+    except CheckpointError as error:  # e.g. a truncated --ckpt_path: the file and the fault, not a traceback
+        sys.exit(f"error: {error}")
+
+
+def _cli(defaults: dict, args: list[str] | None, run: bool) -> LBTCLI:
     return LBTCLI(
         GenerativeModule,
         pl.LightningDataModule,

@@ -1,6 +1,11 @@
 """Checkpoints every N iterations (Lightning's ``every_n_train_steps`` counts optimizer steps)."""
 
+from pathlib import Path
+
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from lbt_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError
 
 
 class IterationCheckpoint(ModelCheckpoint):
@@ -10,6 +15,11 @@ class IterationCheckpoint(ModelCheckpoint):
     (twice per GAN iteration); this counts the module's ``iteration`` instead, and names the files
     by it: ``iteration=1500.ckpt`` (and ``last.ckpt`` with ``save_last``). Resume with
     ``fit --ckpt_path <dir>/last.ckpt``; load the model with ``Method.load_from_checkpoint(path)``.
+
+    Writes are atomic: unless the Trainer has a checkpoint plugin of its own, Lightning's default
+    is replaced by :class:`~lbt_lightning.checkpoint_io.AtomicCheckpointIO`, so a kill during a
+    write leaves the previous complete file. A failed write (e.g. a full disk) stops training
+    with a :class:`~lbt_lightning.checkpoint_io.CheckpointError` naming the folder.
 
     Arguments:
         every_n_iterations: Save period in iterations, or None.
@@ -29,6 +39,21 @@ class IterationCheckpoint(ModelCheckpoint):
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._fitting = stage == "fit"
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default, not a user's
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        if self._fitting and trainer.is_global_zero and self.dirpath is not None and Path(self.dirpath).is_dir():
+            for partial in Path(self.dirpath).glob(".*.partial"):  # left by a writer killed mid-write
+                partial.unlink(missing_ok=True)
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        try:
+            super()._save_checkpoint(trainer, filepath)
+        except OSError as error:
+            folder = Path(filepath).parent
+            raise CheckpointError(
+                f"could not write checkpoint {Path(filepath).name!r} in {str(folder)!r} ({error.strerror or error}); "
+                "the checkpoints already there are intact. Free space there or set dirpath to another folder."
+            ) from error
 
     def load_state_dict(self, state_dict: dict) -> None:
         # validate/test/predict --ckpt_path restore callback states too; there is nothing to resume

@@ -6,6 +6,7 @@ import torch.distributed as dist
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
+from lbt_lightning.checkpoint_io import check_fits
 from lbt_lightning.precision import check_precision, full_precision
 
 
@@ -180,6 +181,8 @@ class GenerativeModule(pl.LightningModule):
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self._trainer is not None and self.strict_loading:  # --ckpt_path: one line, before load_state_dict
+            check_fits(self, checkpoint, self._trainer.ckpt_path)
         saved = checkpoint.get("hyper_parameters", {})
         if "_instantiator" in saved and "_instantiator" not in self.hparams:
             # load_from_checkpoint rebuilt the modules from the saved CLI config; keep that config

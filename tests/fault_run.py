@@ -1,0 +1,58 @@
+"""Test helper: a small ring LBT-GAN run that checkpoints every iteration, resumes from its own
+``last.ckpt``, and writes progress marks that survive a SIGKILL (for tests/test_faults.py)."""
+
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from ddp_dump import DumpRankState
+from trainers import quiet_trainer
+
+from lbt_lightning.callbacks import IterationCheckpoint
+from lbt_lightning.checkpoint_io import AtomicCheckpointIO
+from lbt_lightning.data import RingDataModule
+from lbt_lightning.estimators import VAE
+from lbt_lightning.methods import LBTGAN
+from lbt_lightning.networks import MLPDiscriminator, MLPGenerator
+
+
+class Marks(pl.Callback):
+    """Appends ``i<iteration>`` after each iteration's updates (before the checkpoint callback,
+    which Lightning runs last), and ``w``/``d`` around each checkpoint write, to an unbuffered
+    file: what a killed process had done, read back by the parent."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        save = AtomicCheckpointIO.save_checkpoint
+
+        def marked(io, *args, **kwargs):  # patched in this (forked) process only
+            os.write(fd, b"w\n")
+            save(io, *args, **kwargs)
+            os.write(fd, b"d\n")
+
+        AtomicCheckpointIO.save_checkpoint = marked
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        os.write(self.fd, f"i{int(pl_module.iteration)}\n".encode())
+
+
+def train(folder: str, iterations: int) -> None:
+    """Fit ``iterations`` iterations in ``folder`` (resuming from ``folder/ckpt/last.ckpt`` when it
+    exists); marks go to ``folder/marks``, the final state to ``folder/dump/rank0.pt``."""
+    torch.set_num_threads(1)
+    folder = Path(folder)
+    fd = os.open(folder / "marks", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    pl.seed_everything(11, verbose=False)
+    model = LBTGAN(
+        MLPGenerator(z_dim=4, hidden=[8]),
+        VAE(latent_dim=2, hidden=[8]),
+        MLPDiscriminator(hidden=[8]),
+        unroll_steps=2,
+        estimator_steps=1,
+    )
+    checkpoint = IterationCheckpoint(dirpath=folder / "ckpt", every_n_iterations=1, save_last=True)
+    callbacks = [Marks(fd), checkpoint, DumpRankState(str(folder / "dump"))]
+    trainer = quiet_trainer(iterations, enable_checkpointing=True, default_root_dir=folder, callbacks=callbacks)
+    last = folder / "ckpt" / "last.ckpt"
+    trainer.fit(model, RingDataModule(batch_size=8), ckpt_path=last if last.exists() else None)
