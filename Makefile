@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint format demo bench clean
+.PHONY: install test test-slow lint format demo bench gpu-check clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/speed.py
+
+# One prepared GPU check (<= 8 min on one GPU): device tests on cuda, ms/iteration and memory, 300k projection.
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) lightning_logs runs demo_out
