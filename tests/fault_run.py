@@ -44,15 +44,27 @@ def train(folder: str, iterations: int) -> None:
     folder = Path(folder)
     fd = os.open(folder / "marks", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     pl.seed_everything(11, verbose=False)
-    model = LBTGAN(
-        MLPGenerator(z_dim=4, hidden=[8]),
-        VAE(latent_dim=2, hidden=[8]),
-        MLPDiscriminator(hidden=[8]),
-        unroll_steps=2,
-        estimator_steps=1,
-    )
+    model = tiny_lbt_gan(2)
     checkpoint = IterationCheckpoint(dirpath=folder / "ckpt", every_n_iterations=1, save_last=True)
     callbacks = [Marks(fd), checkpoint, DumpRankState(str(folder / "dump"))]
     trainer = quiet_trainer(iterations, enable_checkpointing=True, default_root_dir=folder, callbacks=callbacks)
     last = folder / "ckpt" / "last.ckpt"
     trainer.fit(model, RingDataModule(batch_size=8), ckpt_path=last if last.exists() else None)
+
+
+class FailOnTrainStart(pl.Callback):
+    """Proves that a run stopped before training: fails if the first iteration would start."""
+
+    def on_train_start(self, trainer, pl_module):
+        raise AssertionError("training started")
+
+
+def tiny_lbt_gan(dim: int) -> LBTGAN:
+    """An LBT-GAN for ``dim``-dimensional data with 8-unit networks."""
+    return LBTGAN(
+        MLPGenerator(z_dim=4, out_features=dim, hidden=[8]),
+        VAE(data_shape=[dim], latent_dim=2, hidden=[8]),
+        MLPDiscriminator(in_features=dim, hidden=[8]),
+        unroll_steps=2,
+        estimator_steps=1,
+    )

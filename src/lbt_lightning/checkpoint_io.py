@@ -83,7 +83,7 @@ def load_checkpoint_file(path, map_location=None, weights_only: bool = True) -> 
         if weights_only and "weights only load failed" in str(error).lower():
             raise CheckpointError(
                 f"checkpoint {name} holds Python objects that weights_only=True refuses to unpickle "
-                "(loading them could run code); pass --weights_only false only for a file you trust"
+                "(unpickling them could run code); load it with weights_only=False only if you trust its source"
             ) from error
         raise CheckpointError(f"checkpoint {name} is corrupt ({type(error).__name__}: {first})") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
@@ -104,14 +104,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def check_method(checkpoint: dict[str, Any], class_path: str, path) -> None:
+    """:class:`CheckpointError` when a CLI-made checkpoint (``_class_path`` in its hyper-parameters)
+    holds another method than ``class_path`` (full or bare class name)."""
+    saved, method = checkpoint.get("hyper_parameters", {}).get("_class_path"), class_path.rpartition(".")[2]
+    if isinstance(saved, str) and saved.rpartition(".")[2] != method:
+        raise CheckpointError(f"checkpoint {str(path)!r} is a {saved} checkpoint, not a {method} one")
+
+
 def check_fits(module: torch.nn.Module, checkpoint: dict[str, Any], path) -> None:
     """:class:`CheckpointError` naming ``path`` when ``checkpoint`` holds another method or tensors
     of other names or shapes than ``module`` (e.g. a model for another data shape): one line,
     where ``load_state_dict`` would list every tensor."""
     method, name = type(module).__name__, repr(str(path))
-    saved_class = checkpoint.get("hyper_parameters", {}).get("_class_path")
-    if isinstance(saved_class, str) and saved_class.rpartition(".")[2] != method:
-        raise CheckpointError(f"checkpoint {name} is a {saved_class} checkpoint, not a {method} one")
+    check_method(checkpoint, method, path)
     saved, own = checkpoint.get("state_dict", {}), module.state_dict()
     missing, unexpected = [k for k in own if k not in saved], [k for k in saved if k not in own]
     if missing or unexpected:

@@ -12,7 +12,7 @@ from pytorch_lightning.cli import LightningCLI
 from lbt_lightning.callbacks.progress import without_progress_bars
 from lbt_lightning.callbacks.sample_writer import SampleWriter
 from lbt_lightning.callbacks.save_config import LoggerSaveConfigCallback
-from lbt_lightning.checkpoint_io import CheckpointError
+from lbt_lightning.checkpoint_io import CheckpointError, check_method, load_checkpoint_file
 from lbt_lightning.methods.base import GenerativeModule
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -29,6 +29,17 @@ class LBTCLI(LightningCLI):
     ``predict`` without a :class:`~lbt_lightning.callbacks.SampleWriter` gets one with its defaults.
     """
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning loads --ckpt_path here, before anything is built, and puts the checkpoint's model
+        # config in place of the given one: a bad file would end in a torch.load traceback, and
+        # another method's checkpoint would silently train that method.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and _is_local_file_path(str(path)):
+            checkpoint = load_checkpoint_file(path, map_location="cpu")
+            check_method(checkpoint, str(self.config[subcommand].model.class_path), path)
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         trainer = self._get(self.config, "trainer")
         root = trainer.get("default_root_dir") or "."
@@ -44,6 +55,11 @@ class LBTCLI(LightningCLI):
                 trainer.callbacks = [*callbacks, Namespace(class_path=SAMPLE_WRITER, init_args=Namespace())]
             if self.config.predict.get("return_predictions") is None:  # SampleWriter keeps the samples
                 self.config.predict.return_predictions = False
+
+
+def _is_local_file_path(ckpt_path: str) -> bool:
+    """Not one of Lightning's ckpt_path keywords ("last", "best", "hpc", "registry[:name]") nor a URL."""
+    return ckpt_path not in ("last", "best", "hpc") and not ckpt_path.startswith("registry") and "://" not in ckpt_path
 
 
 def _is_subclass(config, cls: type) -> bool:

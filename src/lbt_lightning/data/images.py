@@ -1,9 +1,12 @@
 """Natural images in [-1, 1]: CIFAR-10 (torchvision) and any folder of images, e.g. CelebA (PAPER.md §3.3, §3.4)."""
 
 from pathlib import Path
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
+from PIL import Image
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 from torchvision import transforms
@@ -39,7 +42,25 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> Tensor:
-        return self.transform(default_loader(str(self.files[index])))
+        path = self.files[index]
+        try:
+            image = default_loader(str(path))
+        except Exception as error:  # e.g. a JPEG cut short, which passes the header check at setup
+            raise OSError(f"cannot decode image file {str(path)!r}: {error}") from error
+        return self.transform(image)
+
+
+def unreadable_images(files: list[Path]) -> list[tuple[Path, str]]:
+    """(file, reason) for every file PIL cannot identify or whose structure ``verify`` rejects
+    (tens of microseconds a file: headers and chunk checksums, not a full decode)."""
+    bad = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as error:
+            bad.append((path, f"{type(error).__name__}: {error}"))
+    return bad
 
 
 class EndlessBatches(IterableDataset):
@@ -195,6 +216,10 @@ class ImageFolderDataModule(ImageDataModule):
         batch_size: Real images per iteration (paper: 512).
         num_workers: DataLoader workers that decode images.
         seed: Seed of the data stream; None draws it from the global RNG at setup.
+        bad_files: What setup does with a file that has an image extension but is not a readable
+            image: ``"error"`` (stop, naming it) or ``"skip"`` (leave it out; the count and the
+            first names are warned, the paths kept in ``skipped_files``). Files with other
+            extensions are not read.
     """
 
     def __init__(
@@ -206,8 +231,12 @@ class ImageFolderDataModule(ImageDataModule):
         batch_size: int = 512,  # PAPER.md §2.2
         num_workers: int = 4,
         seed: int | None = None,
+        bad_files: Literal["error", "skip"] = "error",
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if bad_files not in ("error", "skip"):
+            raise ValueError(f"bad_files must be 'error' or 'skip', got {bad_files!r}")
+        self.bad_files, self.skipped_files = bad_files, []
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"image_size must be an integer >= 1, got {image_size!r}")
         if crop is not None and (not isinstance(crop, int) or crop < 1):
@@ -231,7 +260,22 @@ class ImageFolderDataModule(ImageDataModule):
 
     def load_dataset(self) -> Dataset:
         root = Path(self.root)
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS) if root.is_dir() else []
+        if not root.is_dir():
+            raise FileNotFoundError(f"root={self.root!r} is not a folder; point root at a folder of images")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+        bad = unreadable_images(files)
+        if bad and self.bad_files == "error":
+            raise ValueError(
+                f"{str(bad[0][0])!r} is not a readable image ({bad[0][1]}); {len(bad)} such files under "
+                f"root={self.root!r}. Remove them or set bad_files='skip' (--data.init_args.bad_files=skip)"
+            )
+        if bad:
+            skipped = {path for path, _ in bad}
+            files = [path for path in files if path not in skipped]
+            self.skipped_files = [str(path) for path, _ in bad]
+            rank_zero_warn(
+                f"skipped {len(bad)} unreadable image files under root={self.root!r}: {self.skipped_files[:3]}"
+            )
         if len(files) <= self.holdout:
             raise FileNotFoundError(
                 f"root={self.root!r} holds {len(files)} images ({', '.join(IMG_EXTENSIONS)}), "

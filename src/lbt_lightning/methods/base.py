@@ -6,7 +6,7 @@ import torch.distributed as dist
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
-from lbt_lightning.checkpoint_io import check_fits
+from lbt_lightning.checkpoint_io import CheckpointError, check_fits
 from lbt_lightning.precision import check_precision, full_precision
 
 
@@ -180,9 +180,19 @@ class GenerativeModule(pl.LightningModule):
         if torch.cuda.is_available():
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
 
+    def _check_checkpoint(self, checkpoint: dict, path) -> None:
+        """:class:`CheckpointError` naming ``path`` when it does not fit this module or this run's data
+        (the CLI rebuilds the networks from a checkpoint's config, so only the data can differ)."""
+        check_fits(self, checkpoint, path)
+        try:
+            with torch.random.fork_rng(devices=[]):  # still on the CPU: restore precedes device placement
+                self._check_shapes()
+        except ValueError as error:
+            raise CheckpointError(f"checkpoint {str(path)!r} is for other data: {error}") from error
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self._trainer is not None and self.strict_loading:  # --ckpt_path: one line, before load_state_dict
-            check_fits(self, checkpoint, self._trainer.ckpt_path)
+            self._check_checkpoint(checkpoint, self._trainer.ckpt_path)
         saved = checkpoint.get("hyper_parameters", {})
         if "_instantiator" in saved and "_instantiator" not in self.hparams:
             # load_from_checkpoint rebuilt the modules from the saved CLI config; keep that config
