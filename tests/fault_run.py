@@ -2,6 +2,8 @@
 ``last.ckpt``, and writes progress marks that survive a SIGKILL (for tests/test_faults.py)."""
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -68,3 +70,16 @@ def tiny_lbt_gan(dim: int) -> LBTGAN:
         unroll_steps=2,
         estimator_steps=1,
     )
+
+
+class KillRank(pl.Callback):
+    """Sends ``signal`` (``KILL``: dies; ``STOP``: hangs) to DDP rank ``rank`` when iteration ``at``
+    starts, once: ``marker`` records the moment (``time.time()``) and spares a resumed run."""
+
+    def __init__(self, rank: int, at: int, marker: str, signal: str = "KILL"):
+        self.rank, self.at, self.marker, self.signal = rank, at, Path(marker), signal
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_rank == self.rank and int(pl_module.iteration) + 1 == self.at and not self.marker.exists():
+            self.marker.write_text(f"{time.time()!r} {os.getpid()}")
+            os.kill(os.getpid(), getattr(signal, f"SIG{self.signal}"))

@@ -6,8 +6,10 @@ import multiprocessing
 import os
 import random
 import shutil
+import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
@@ -16,6 +18,7 @@ import pytest
 import torch
 from paths import EXPERIMENTS
 from PIL import Image
+from pytorch_lightning.strategies import DDPStrategy
 from trainers import quiet_trainer
 
 from lbt_lightning.callbacks import IterationCheckpoint
@@ -283,3 +286,54 @@ def test_corrupt_images_skipped_and_counted_when_asked(tmp_path):
 def test_empty_image_folder_names_the_root(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"root='{tmp_path}' holds 0 images"):
         ImageFolderDataModule(str(tmp_path)).setup("fit")
+
+
+# ---- a dead DDP rank --------------------------------------------------------------------------
+
+
+def test_ddp_overlay_sets_the_process_group_timeout(tmp_path):
+    built = cli("lbt_gan", tmp_path, "--config", str(EXPERIMENTS / "ddp.yaml"), "--trainer.accelerator=cpu", run=False)
+    assert isinstance(built.trainer.strategy, DDPStrategy) and built.trainer.strategy._timeout == timedelta(minutes=5)
+
+
+def ddp_command(folder: Path, marker: Path, iterations: int, signal: str, timeout: str) -> list[str]:
+    """One command for the first run and its resumption: ``--ckpt_path last`` finds nothing the
+    first time and the failed run's last.ckpt the second; KillRank fires once (``marker``)."""
+    return [
+        sys.executable, "-m", "lbt_lightning", "fit",
+        "--config", str(EXPERIMENTS / "ring/lbt_gan.yaml"), "--config", str(EXPERIMENTS / "ddp.yaml"),
+        f"--trainer.strategy.init_args.timeout={timeout}",
+        "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.limit_train_batches={iterations}",
+        "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--data.init_args.batch_size=16",
+        *SMALL,
+        "--trainer.callbacks=lbt_lightning.callbacks.IterationCheckpoint",
+        "--trainer.callbacks.every_n_iterations=1", "--trainer.callbacks.save_last=true",
+        f"--trainer.callbacks.dirpath={folder / 'ckpt'}",
+        "--trainer.callbacks+=fault_run.KillRank", "--trainer.callbacks.rank=1", "--trainer.callbacks.at=4",
+        f"--trainer.callbacks.marker={marker}", f"--trainer.callbacks.signal={signal}",
+        "--ckpt_path=last",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow  # two 2-process runs, ~10 s each here (+ the timeout for a hung rank)
+@pytest.mark.parametrize(
+    ("signal", "timeout", "limit"),
+    [("KILL", "0:01:00", 60), ("STOP", "0:00:10", 30)],  # dead: a reset connection; hung: the timeout
+)
+def test_dead_ddp_rank_ends_the_job_and_the_same_command_resumes(signal, timeout, limit, tmp_path):
+    marker, iterations = tmp_path / "killed", 8
+    command = ddp_command(tmp_path, marker, iterations, signal, timeout)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    ended = time.time()
+    killed_at = float(marker.read_text().split()[0])
+    print(f"\nrank 0 exited {ended - killed_at:.1f} s after rank 1 got SIG{signal}, exit code {first.returncode}")
+    assert first.returncode != 0 and ended - killed_at < limit
+    last = tmp_path / "ckpt" / "last.ckpt"
+    assert f"the last complete checkpoint is {last}" in first.stderr, first.stderr[-2000:]
+    assert int(load_checkpoint_file(last)["state_dict"]["iteration"]) == 3
+
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"Restored all states from the checkpoint at {last}" in second.stderr + second.stdout
+    assert int(load_checkpoint_file(last)["state_dict"]["iteration"]) == iterations

@@ -1,5 +1,7 @@
 """Checkpoints every N iterations (Lightning's ``every_n_train_steps`` counts optimizer steps)."""
 
+import signal
+import sys
 from pathlib import Path
 
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -19,7 +21,8 @@ class IterationCheckpoint(ModelCheckpoint):
     Writes are atomic: unless the Trainer has a checkpoint plugin of its own, Lightning's default
     is replaced by :class:`~lbt_lightning.checkpoint_io.AtomicCheckpointIO`, so a kill during a
     write leaves the previous complete file. A failed write (e.g. a full disk) stops training
-    with a :class:`~lbt_lightning.checkpoint_io.CheckpointError` naming the folder.
+    with a :class:`~lbt_lightning.checkpoint_io.CheckpointError` naming the folder. When training
+    stops on an error, rank 0 names the last complete checkpoint and ends the ranks it launched.
 
     Arguments:
         every_n_iterations: Save period in iterations, or None.
@@ -54,6 +57,21 @@ class IterationCheckpoint(ModelCheckpoint):
                 f"could not write checkpoint {Path(filepath).name!r} in {str(folder)!r} ({error.strerror or error}); "
                 "the checkpoints already there are intact. Free space there or set dirpath to another folder."
             ) from error
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        launcher = trainer.strategy.launcher
+        if trainer.is_global_zero and launcher is not None:
+            # Ranks this process launched: one that hangs (not in a collective, or stopped) would
+            # outlive the job holding its device; Lightning kills them only on Ctrl+C.
+            launcher.kill(signal.SIGKILL)
+        # The error itself may be a peer's dropped connection or a full disk; say what survives.
+        last = self.last_model_path or self.best_model_path
+        if getattr(self, "_fitting", False) and trainer.is_global_zero and last and Path(last).is_file():
+            print(
+                f"training stopped in iteration {int(pl_module.iteration)} ({type(exception).__name__}); "
+                f"the last complete checkpoint is {last}: resume with fit ... --ckpt_path {last}",
+                file=sys.stderr,
+            )
 
     def load_state_dict(self, state_dict: dict) -> None:
         # validate/test/predict --ckpt_path restore callback states too; there is nothing to resume
