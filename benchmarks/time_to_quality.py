@@ -11,7 +11,7 @@ process on one torch thread and evaluates every ``--every`` iterations on fresh 
 3σ of its nearest mean) and the PacGAN rule (>= 20 HQ samples), % HQ and KL(HQ histogram ‖
 uniform). The clock is the process's CPU time spent in training (evaluations excluded), so with
 one thread it is the time an idle core needs, whatever else the machine runs. A run stops at
-``--budget`` CPU seconds or ``--max-iterations``.
+``--budget`` CPU seconds (or the run's own ``@seconds``) or ``--max-iterations``.
 
 Reported per run: CPU seconds (and iterations) until (a) all modes under the PacGAN rule, (b) 80%
 and (c) 90% HQ, (d) KL <= 0.05, each the first evaluation that reaches it, or "not reached" with
@@ -36,9 +36,10 @@ from lbt_lightning.metrics import ModeCoverage
 # data name: (config folder, data overrides)
 DATASETS = {
     "ring": ("ring", []),  # PAPER.md §5.1: 8 modes, r 1, σ 0.1
+    # VEEGAN/PacGAN grid: 5x5, spacing 2, σ 0.05; the ring's batch of 512 (the grid configs' is 2048)
     "grid25": (
         "grid",
-        ["--data.init_args.num_modes=25", "--data.init_args.spacing=2.0", "--data.init_args.sigma=0.05"],
+        [f"--data.init_args.{k}" for k in ("num_modes=25", "spacing=2.0", "sigma=0.05", "batch_size=512")],
     ),
     "grid100": ("grid", []),  # PAPER.md §5.1: 10x10, spacing 0.2, σ 0.01
 }
@@ -110,14 +111,16 @@ def summarise(curve: list[dict], num_modes: int, settle: int) -> dict:
 def one_run(task: tuple) -> dict:
     run, seed, args = task
     torch.set_num_threads(1)
+    run, _, budget = run.partition("@")
+    budget = float(budget) if budget else args["budget"]
     data_name, config = run.split(":")
     folder, data_overrides = DATASETS[data_name]
     model, data = build(folder, config, [*data_overrides, *args["set"], f"--seed_everything={seed}"])
     num_modes = len(data.centers)
-    callback = Evaluate(args["every"], args["budget"], data.centers, data.sigma, max(2500, 100 * num_modes))
+    callback = Evaluate(args["every"], budget, data.centers, data.sigma, max(2500, 100 * num_modes))
     start = time.perf_counter()
     trainer(args["max_iterations"], [callback]).fit(model, data)
-    result = {"run": run, "data": data_name, "config": config, "seed": seed, "num_modes": num_modes}
+    result = {"run": run, "data": data_name, "config": config, "seed": seed, "num_modes": num_modes, "budget": budget}
     result |= {"total_wall_s": time.perf_counter() - start, "set": args["set"], "curve": callback.curve}
     result["summary"] = summarise(callback.curve, num_modes, args["settle"])
     f = result["summary"]["final"]
@@ -201,7 +204,9 @@ def plot(runs: list[dict], path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help="data:config, e.g. ring:lbt_gan_fast")
+    parser.add_argument(
+        "--runs", nargs="+", default=DEFAULT_RUNS, help="data:config[@CPU s], e.g. ring:lbt_gan_fast or ring:gan@120"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=300.0, help="training CPU seconds per run")
     parser.add_argument("--max-iterations", type=int, default=1_000_000)
@@ -212,8 +217,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(RESULTS / "time_to_quality.json"))
     args = parser.parse_args(argv)
     for run in args.runs:
-        if run.count(":") != 1 or run.split(":")[0] not in DATASETS:
-            parser.error(f"--runs: {run!r} is not data:config with data one of {sorted(DATASETS)}")
+        name, _, budget = run.partition("@")
+        if name.count(":") != 1 or name.split(":")[0] not in DATASETS or (budget and not budget.isdigit()):
+            parser.error(f"--runs: {run!r} is not data:config[@seconds] with data one of {sorted(DATASETS)}")
 
     args.set = shlex.split(args.set)
     settings = vars(args)

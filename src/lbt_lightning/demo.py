@@ -1,93 +1,249 @@
-"""The main job (``make demo``): GAN, LBT and LBT-GAN on one 2-D benchmark; a table and one PNG.
+"""The main job (``make demo``): GAN, LBT-GAN and LBT on the paper's ring under one CPU-time budget.
 
-Usage: ``python -m lbt_lightning.demo [--experiments experiments] [--out demo_out]``.
+Usage: ``python -m lbt_lightning.demo [--seed 12345] [--budget 60] [--jobs 2] [--out demo_out]
+[--methods GAN LBT-GAN LBT] [extra CLI arguments for every run]``.
+
+Every method trains its fast ring config (``experiments/ring/{gan,lbt_gan,lbt}_fast.yaml``: one
+generator and discriminator for GAN and LBT-GAN) in its own process on one torch thread for
+``--budget`` seconds of training CPU time, evaluated on a fixed time grid (``--evaluations``
+points) with both mode rules. Prints a progress line per evaluation and one table, writes
+``<out>/demo.png`` (final samples and the coverage curves) and ``<out>/results.{json,md}``; each
+run's logs and checkpoints are in ``<out>/<method>/``.
 """
 
 import argparse
 import json
+import multiprocessing
 import time
 from pathlib import Path
 
-import matplotlib
+import pytorch_lightning as pl
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from lbt_lightning.metrics.mode_coverage import ModeCoverage
 
-from lbt_lightning.callbacks import ModeCoverageCallback  # noqa: E402
-from lbt_lightning.callbacks.sample_plots import scatter_figure  # noqa: E402
-from lbt_lightning.cli import main as cli_main  # noqa: E402
-
-METHODS = {"GAN": "gan.yaml", "LBT": "lbt.yaml", "LBT-GAN": "lbt_gan.yaml"}
+# The fast ring configs of docs/time_to_quality.md: one generator and discriminator for GAN and LBT-GAN.
+METHODS = {"GAN": "ring/gan_fast.yaml", "LBT-GAN": "ring/lbt_gan_fast.yaml", "LBT": "ring/lbt_fast.yaml"}
+RULES = {"veegan": 1, "pacgan": 20}  # HQ samples a mode needs: VEEGAN's and PacGAN's rule
 
 
-def train(name: str, experiments: Path, out: Path, extra: list[str]) -> dict:
-    """Fit one method through the CLI; return its final metrics, wall time and samples."""
-    start = time.perf_counter()
+class DemoMonitor(pl.Callback):
+    """Stops after ``budget_s`` seconds of training CPU time (this process; evaluations are not
+    charged) and evaluates ``evaluations`` times at even CPU times: modes under both rules, % HQ
+    and KL of 2,500 fresh samples, printed as one line each.
+
+    Arguments:
+        budget_s: Training CPU seconds.
+        evaluations: Evaluations, at budget_s / evaluations, 2·budget_s / evaluations, ...
+        name: Label of the progress lines.
+        num_samples: Samples per evaluation (VEEGAN: 2,500).
+    """
+
+    def __init__(self, budget_s: float = 60.0, evaluations: int = 30, name: str = "", num_samples: int = 2500):
+        if not budget_s > 0:
+            raise ValueError(f"budget_s must be > 0, got {budget_s!r}")
+        if not isinstance(evaluations, int) or evaluations < 1:
+            raise ValueError(f"evaluations must be an integer >= 1, got {evaluations!r}")
+        self.budget_s, self.evaluations, self.name, self.num_samples = budget_s, evaluations, name, num_samples
+        self.cpu_s, self.curve, self.metrics = 0.0, [], {}
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        dm = trainer.datamodule
+        self.metrics = {rule: ModeCoverage(dm.centers, dm.sigma, min_count=n) for rule, n in RULES.items()}
+        self.start_wall = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.process_time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.cpu_s += time.process_time() - self._start
+        if self.cpu_s >= self.budget_s * (len(self.curve) + 1) / self.evaluations:
+            with torch.random.fork_rng():  # evaluating must not change the training run's noise
+                self.evaluate(pl_module)
+        trainer.should_stop = self.cpu_s >= self.budget_s
+
+    @torch.no_grad()
+    def evaluate(self, pl_module) -> None:
+        samples = pl_module.sample(self.num_samples).cpu()
+        point = {"iteration": int(pl_module.iteration), "cpu_s": self.cpu_s, "wall_s": self.wall_s()}
+        for rule, metric in self.metrics.items():
+            metric.reset()
+            metric.update(samples)
+            values = metric.compute()
+            point[f"modes_{rule}"] = int(values["modes"])
+        point |= {"hq": float(values["hq"]), "kl": float(values["kl"]), "counts": metric.counts.tolist()}
+        self.curve.append(point)
+        self.samples = samples
+        m = len(metric.counts)
+        print(
+            f"[{self.name:>7}] {point['cpu_s']:6.1f} CPU s  iteration {point['iteration']:>6}  modes "
+            f"{point['modes_veegan']}/{m} (PacGAN rule {point['modes_pacgan']}/{m})  HQ {100 * point['hq']:5.1f}%  "
+            f"KL {point['kl']:.3f}",
+            flush=True,
+        )
+
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.start_wall
+
+
+def train(task: tuple) -> dict:
+    """Fit one method through the CLI in this process; return its curve and final samples."""
+    from lbt_lightning.cli import main as cli_main
+
+    name, experiments, out, seed, budget, evaluations, extra = task
+    torch.set_num_threads(1)
     cli = cli_main(
         [
             "fit",
             "--config", str(experiments / "trainer.yaml"),
-            "--config", str(experiments / "demo" / METHODS[name]),
+            "--config", str(experiments / METHODS[name]),
+            "--trainer.limit_train_batches=1000000",  # an upper bound: the CPU-time budget stops the run
+            f"--seed_everything={seed}",
             f"--trainer.logger.init_args.save_dir={out}",
             f"--trainer.logger.init_args.name={name.lower()}",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.callbacks+=lbt_lightning.demo.DemoMonitor",
+            f"--trainer.callbacks.init_args.budget_s={budget}",
+            f"--trainer.callbacks.init_args.evaluations={evaluations}",
+            f"--trainer.callbacks.init_args.name={name}",
             *extra,
         ]
     )  # fmt: skip
-    wall = time.perf_counter() - start
-    coverage = next(cb for cb in cli.trainer.callbacks if isinstance(cb, ModeCoverageCallback))
+    monitor = next(cb for cb in cli.trainer.callbacks if isinstance(cb, DemoMonitor))
     return {
         "method": name,
-        "iterations": int(cli.model.iteration),
-        "wall_s": wall,
-        "modes": coverage.last["val/modes"],
+        "seed": seed,
         "num_modes": len(cli.datamodule.centers),
-        "hq": coverage.last["val/hq"],
-        "kl": coverage.last["val/kl"],
-        "samples": cli.model.sample(2500).cpu(),
-        "centers": cli.datamodule.centers,
+        "wall_s": monitor.wall_s(),
+        "curve": monitor.curve,
+        "samples": monitor.samples.tolist(),
+        "centers": cli.datamodule.centers.tolist(),
     }
 
 
-def table(results: list[dict]) -> str:
+def summarise(result: dict, settle_s: float) -> dict:
+    """Final values; the lowest PacGAN-rule mode count and the highest KL over the evaluations
+    after ``settle_s`` CPU seconds (before it every generator is still spreading out)."""
+    curve = result["curve"]
+    later = [p for p in curve if p["cpu_s"] >= settle_s] or curve[-1:]
+    return {
+        **{k: curve[-1][k] for k in ("iteration", "cpu_s", "modes_veegan", "modes_pacgan", "hq", "kl")},
+        "min_modes_pacgan": min(p["modes_pacgan"] for p in later),
+        "max_kl": max(p["kl"] for p in later),
+        "evaluations_counted": len(later),
+    }
+
+
+def at_iteration(result: dict, iteration: int) -> dict:
+    """The evaluation of ``result`` whose iteration is nearest to ``iteration``."""
+    return min(result["curve"], key=lambda p: abs(p["iteration"] - iteration))
+
+
+def goals(results: list[dict], settle_s: float) -> dict[str, bool]:
+    """The demo's claims for one seed: after ``settle_s``, the GAN misses a mode under the PacGAN
+    rule or unbalances them (KL >= 0.1) at some evaluation; LBT-GAN covers every mode at every
+    evaluation and ends with >= 80% HQ."""
+    by_name = {r["method"]: r | summarise(r, settle_s) for r in results}
+    gan, lbt_gan = by_name.get("GAN"), by_name.get("LBT-GAN")
+    out = {}
+    if gan is not None:
+        out["gan_drops_or_unbalances"] = gan["min_modes_pacgan"] < gan["num_modes"] or gan["max_kl"] >= 0.1
+    if lbt_gan is not None:
+        out["lbt_gan_covers_all"] = lbt_gan["min_modes_pacgan"] == lbt_gan["num_modes"]
+        out["lbt_gan_hq_80"] = lbt_gan["hq"] >= 0.8
+    return out
+
+
+def table(results: list[dict], settle_s: float) -> str:
     lines = [
-        "| method | iterations | wall time (s) | s/iteration | modes | % HQ | KL |",
-        "|---|---|---|---|---|---|---|",
+        "| method | iterations | CPU s | wall s | modes (VEEGAN rule) | modes (PacGAN rule) "
+        f"| lowest PacGAN modes after {settle_s:.0f} s | % HQ | KL | highest KL after {settle_s:.0f} s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        s, m = summarise(r, settle_s), r["num_modes"]
         lines.append(
-            f"| {r['method']} | {r['iterations']} | {r['wall_s']:.0f} | {r['wall_s'] / r['iterations']:.3f} | "
-            f"{r['modes']:.0f}/{r['num_modes']} | {100 * r['hq']:.1f} | {r['kl']:.3f} |"
+            f"| {r['method']} | {s['iteration']} | {s['cpu_s']:.0f} | {r['wall_s']:.0f} | {s['modes_veegan']}/{m} "
+            f"| {s['modes_pacgan']}/{m} | {s['min_modes_pacgan']}/{m} | {100 * s['hq']:.1f} | {s['kl']:.3f} "
+            f"| {s['max_kl']:.3f} |"
+        )
+    by_name = {r["method"]: r for r in results}
+    if "GAN" in by_name and "LBT-GAN" in by_name:
+        n = summarise(by_name["LBT-GAN"], settle_s)["iteration"]
+        p, m = at_iteration(by_name["GAN"], n), by_name["GAN"]["num_modes"]
+        lines.append(
+            f"| GAN at LBT-GAN's iteration count (nearest evaluation) | {p['iteration']} | {p['cpu_s']:.0f} | "
+            f"| {p['modes_veegan']}/{m} | {p['modes_pacgan']}/{m} | | {100 * p['hq']:.1f} | {p['kl']:.3f} | |"
         )
     return "\n".join(lines)
 
 
-def figure(results: list[dict], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 4))
-    for ax, r in zip(axes, results, strict=True):
-        title = f"{r['method']}: {r['modes']:.0f}/{r['num_modes']} modes, {100 * r['hq']:.0f}% HQ"
-        scatter_figure(r["samples"], r["centers"], title=title, ax=ax)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+def figure(results: list[dict], path: Path, settle_s: float) -> None:
+    """Top: each method's final samples. Bottom: PacGAN-rule modes and % HQ against CPU time."""
+    from matplotlib.figure import Figure
+
+    from lbt_lightning.callbacks.sample_plots import scatter_figure
+
+    n = len(results)
+    fig = Figure(figsize=(4.2 * max(n, 2), 8.2))
+    grid = fig.add_gridspec(2, max(n, 2) * 2)
+    colors = {"GAN": "tab:gray", "LBT-GAN": "tab:green", "LBT": "tab:blue"}
+    for i, r in enumerate(results):
+        s, m = summarise(r, settle_s), r["num_modes"]
+        title = f"{r['method']}: {s['modes_pacgan']}/{m} modes, {100 * s['hq']:.0f}% HQ"
+        title += f"\n(lowest after {settle_s:.0f} s: {s['min_modes_pacgan']}/{m})"
+        ax = fig.add_subplot(grid[0, 2 * i : 2 * i + 2])
+        scatter_figure(torch.tensor(r["samples"]), torch.tensor(r["centers"]), title=title, ax=ax)
+    half = max(n, 2)
+    ax_modes, ax_hq = fig.add_subplot(grid[1, :half]), fig.add_subplot(grid[1, half:])
+    for r in results:
+        t = [p["cpu_s"] for p in r["curve"]]
+        style = {"color": colors.get(r["method"]), "marker": "o", "markersize": 3, "label": r["method"]}
+        ax_modes.plot(t, [p["modes_pacgan"] for p in r["curve"]], **style)
+        ax_hq.plot(t, [100 * p["hq"] for p in r["curve"]], **style)
+    ax_modes.set(xlabel="training CPU seconds", ylabel="modes with >= 20 HQ samples (PacGAN rule)")
+    ax_hq.set(xlabel="training CPU seconds", ylabel="% high-quality samples (within 3σ)")
+    for ax in (ax_modes, ax_hq):
+        ax.axvline(settle_s, color="k", lw=0.5, ls=":")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 def run(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=Path, default=Path("experiments"))
     parser.add_argument("--out", type=Path, default=Path("demo_out"))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument(
-        "overrides", nargs="*", help="extra CLI arguments for every run, e.g. --trainer.limit_train_batches=50"
-    )
+    parser.add_argument("--seed", type=int, default=12345, help="seed_everything of every run")
+    parser.add_argument("--budget", type=float, default=60.0, help="training CPU seconds per method")
+    parser.add_argument("--evaluations", type=int, default=30, help="evaluations per method, evenly in CPU time")
+    parser.add_argument("--settle", type=float, default=None, help="CPU s before the lowest/highest columns count "
+                        "(default: 10%% of the budget)")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=2, help="methods trained at once (one process each)")
     args, extra = parser.parse_known_args(argv)
+    settle_s = 0.1 * args.budget if args.settle is None else args.settle
     args.out.mkdir(parents=True, exist_ok=True)
-    results = [train(name, args.experiments, args.out, [*args.overrides, *extra]) for name in args.methods]
-    text = table(results)
+    tasks = [(m, args.experiments, args.out, args.seed, args.budget, args.evaluations, extra) for m in args.methods]
+    print(f"demo: {', '.join(args.methods)} on the ring, {args.budget:.0f} CPU s each, seed {args.seed}, "
+          f"{args.jobs} at a time", flush=True)  # fmt: skip
+    if args.jobs == 1:
+        results = [train(t) for t in tasks]
+    else:
+        with multiprocessing.get_context("spawn").Pool(min(args.jobs, len(tasks))) as pool:
+            results = pool.map(train, tasks, chunksize=1)
+    text = table(results, settle_s)
     print("\n" + text)
-    figure(results, args.out / "demo.png")
-    summary = [{k: v for k, v in r.items() if k not in ("samples", "centers")} for r in results]
-    (args.out / "results.json").write_text(json.dumps(summary, indent=2))
+    figure(results, args.out / "demo.png", settle_s)
+    summary = [
+        {k: v for k, v in r.items() if k not in ("samples", "centers")} | {"summary": summarise(r, settle_s)}
+        for r in results
+    ]
+    payload = {"seed": args.seed, "budget_s": args.budget, "settle_s": settle_s, "goals": goals(results, settle_s)}
+    (args.out / "results.json").write_text(json.dumps(payload | {"runs": summary}, indent=1))
     (args.out / "results.md").write_text(text + "\n")
-    print(f"\nwrote {args.out / 'demo.png'}, {args.out / 'results.json'}")
+    print(f"\ngoals: {payload['goals']}\nwrote {args.out / 'demo.png'}, {args.out / 'results.json'}")
     return results
 
 
