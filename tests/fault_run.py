@@ -1,18 +1,23 @@
-"""Test helper: a small ring LBT-GAN run that checkpoints every iteration, resumes from its own
-``last.ckpt``, and writes progress marks that survive a SIGKILL (for tests/test_faults.py)."""
+"""Test helpers for tests/test_faults.py and tests/test_bad_files.py: a small ring LBT-GAN run that
+checkpoints every iteration, resumes from its own ``last.ckpt`` and writes progress marks that
+survive a SIGKILL; callbacks that kill a DDP rank or fail if training starts; a tiny CLI run."""
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytorch_lightning as pl
 import torch
 from ddp_dump import DumpRankState
+from paths import EXPERIMENTS
 from trainers import quiet_trainer
 
 from lbt_lightning.callbacks import IterationCheckpoint
 from lbt_lightning.checkpoint_io import AtomicCheckpointIO
+from lbt_lightning.cli import main
 from lbt_lightning.data import RingDataModule
 from lbt_lightning.estimators import VAE
 from lbt_lightning.methods import LBTGAN
@@ -83,3 +88,21 @@ class KillRank(pl.Callback):
         if trainer.global_rank == self.rank and int(pl_module.iteration) + 1 == self.at and not self.marker.exists():
             self.marker.write_text(f"{time.time()!r} {os.getpid()}")
             os.kill(os.getpid(), getattr(signal, f"SIG{self.signal}"))
+
+
+SMALL = [
+    "--model.init_args.generator.init_args.hidden=[8]",
+    "--model.init_args.estimator.init_args.hidden=[8]",
+    "--model.init_args.discriminator.init_args.hidden=[8]",
+    "--model.init_args.unroll_steps=2",
+]
+
+
+def cli(method: str, root: Path, *extra: str, run: bool = True):
+    """An in-process ``lightning fit`` of a tiny ring model writing under ``root`` (``run=False``:
+    only built). ``sys.argv`` is bare also in module fixtures, which run before conftest's."""
+    args = ["--config", str(EXPERIMENTS / f"ring/{method}.yaml"), f"--trainer.default_root_dir={root}"]
+    args += ["--trainer.limit_train_batches=1", "--data.init_args.batch_size=8", "--trainer.enable_progress_bar=false"]
+    args += SMALL if method == "lbt_gan" else ["--model.init_args.generator.init_args.hidden=[8]"]
+    with mock.patch.object(sys, "argv", sys.argv[:1]):
+        return main(["fit", *args, *extra] if run else [*args, *extra], run=run)
