@@ -13,7 +13,9 @@ run's logs and checkpoints are in ``<out>/<method>/``.
 
 import argparse
 import json
+import logging
 import multiprocessing
+import sys
 import time
 from pathlib import Path
 
@@ -92,6 +94,9 @@ def train(task: tuple) -> dict:
 
     name, experiments, out, seed, budget, evaluations, extra = task
     torch.set_num_threads(1)
+    sys.argv = sys.argv[:1]  # the arguments go to the CLI below; LightningCLI warns when it sees both
+    for logger in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):  # the progress lines suffice
+        logging.getLogger(logger).setLevel(logging.WARNING)
     cli = cli_main(
         [
             "fit",
@@ -109,7 +114,7 @@ def train(task: tuple) -> dict:
             *extra,
         ]
     )  # fmt: skip
-    monitor = next(cb for cb in cli.trainer.callbacks if isinstance(cb, DemoMonitor))
+    monitor = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "DemoMonitor"][-1]
     return {
         "method": name,
         "seed": seed,
@@ -228,11 +233,14 @@ def run(argv: list[str] | None = None) -> list[dict]:
     tasks = [(m, args.experiments, args.out, args.seed, args.budget, args.evaluations, extra) for m in args.methods]
     print(f"demo: {', '.join(args.methods)} on the ring, {args.budget:.0f} CPU s each, seed {args.seed}, "
           f"{args.jobs} at a time", flush=True)  # fmt: skip
+    # The package's function, not __main__'s: `python -m lbt_lightning.demo` would pickle the latter.
+    from lbt_lightning.demo import train as train_one
+
     if args.jobs == 1:
-        results = [train(t) for t in tasks]
+        results = [train_one(t) for t in tasks]
     else:
         with multiprocessing.get_context("spawn").Pool(min(args.jobs, len(tasks))) as pool:
-            results = pool.map(train, tasks, chunksize=1)
+            results = pool.map(train_one, tasks, chunksize=1)
     text = table(results, settle_s)
     print("\n" + text)
     figure(results, args.out / "demo.png", settle_s)
