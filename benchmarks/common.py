@@ -38,7 +38,7 @@ def build(data: str, method: str, overrides: list[str] = ()) -> tuple[pl.Lightni
     return cli.model, cli.datamodule
 
 
-def trainer(iterations: int, callbacks: list[pl.Callback], **kwargs) -> pl.Trainer:
+def trainer(iterations: int, callbacks: list[pl.Callback], accelerator: str = "auto", **kwargs) -> pl.Trainer:
     """A Trainer that only trains: no logger, checkpoints, progress bar or summary."""
     return pl.Trainer(
         max_epochs=1,
@@ -47,7 +47,7 @@ def trainer(iterations: int, callbacks: list[pl.Callback], **kwargs) -> pl.Train
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        accelerator="auto",
+        accelerator=accelerator,
         devices=1,
         callbacks=callbacks,
         **kwargs,

@@ -26,7 +26,7 @@ import time
 
 import pytorch_lightning as pl
 import torch
-from common import RESULTS, ROOT, Stopwatch, build, machine, summary
+from common import RESULTS, ROOT, Stopwatch, build, machine, summary, trainer
 from probes import IterationTimer
 
 from lbt_lightning.data import SyntheticImages
@@ -97,18 +97,7 @@ def make(data: str, method: str, backend: str, smoke: bool) -> tuple[pl.Lightnin
 
 
 def fit(model, datamodule, device: str, precision: str, iterations: int, callbacks=()) -> None:
-    pl.Trainer(
-        accelerator=device,
-        devices=1,
-        precision=precision,
-        max_epochs=1,
-        limit_train_batches=iterations,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=list(callbacks),
-    ).fit(model, datamodule)
+    trainer(iterations, list(callbacks), accelerator=device, precision=precision).fit(model, datamodule)
 
 
 def measure(model, datamodule, device: str, precision: str, iterations: int, warmup: int) -> dict:
