@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint format demo bench gpu-check clean
+.PHONY: install test test-slow lint format demo bench bench-quality gpu-check clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/speed.py
+
+# Time to quality (README Results): about 45 minutes with two single-thread processes.
+bench-quality: install
+	$(BIN)/python benchmarks/time_to_quality.py
 
 # One prepared GPU check (<= 8 min on one GPU): device tests on cuda, ms/iteration and memory, 300k projection.
 gpu-check: install
