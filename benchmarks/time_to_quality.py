@@ -31,6 +31,7 @@ import pytorch_lightning as pl
 import torch
 from common import RESULTS, build, machine, trainer
 
+from lbt_lightning.demo import coverage
 from lbt_lightning.metrics import ModeCoverage
 
 # data name: (config folder, data overrides)
@@ -68,7 +69,7 @@ class Evaluate(pl.Callback):
 
     def __init__(self, every: int, budget: float, centers, sigma: float, num_samples: int):
         self.every, self.budget, self.num_samples = every, budget, num_samples
-        self.metrics = {rule: ModeCoverage(centers, sigma, min_count=n) for rule, n in (("veegan", 1), ("pacgan", 20))}
+        self.metric = ModeCoverage(centers, sigma)
         self.curve, self.cpu_s, self.wall_s = [], 0.0, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -86,14 +87,7 @@ class Evaluate(pl.Callback):
     def evaluate(self, pl_module) -> None:
         samples = pl_module.sample(self.num_samples).cpu()
         point = {"iteration": int(pl_module.iteration), "cpu_s": self.cpu_s, "wall_s": self.wall_s}
-        for rule, metric in self.metrics.items():
-            metric.reset()
-            metric.update(samples)
-            values = metric.compute()
-            point[f"modes_{rule}"] = float(values["modes"])
-        point["hq"], point["kl"] = float(values["hq"]), float(values["kl"])
-        point["counts"] = self.metrics["pacgan"].counts.tolist()
-        self.curve.append(point)
+        self.curve.append(point | coverage(self.metric, samples))
 
 
 def summarise(curve: list[dict], num_modes: int, settle: int) -> dict:

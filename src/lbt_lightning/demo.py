@@ -22,11 +22,26 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from lbt_lightning.callbacks.sample_metrics import PACGAN_MIN_COUNT
 from lbt_lightning.metrics.mode_coverage import ModeCoverage
 
 # The fast ring configs of docs/time_to_quality.md: one generator and discriminator for GAN and LBT-GAN.
 METHODS = {"GAN": "ring/gan_fast.yaml", "LBT-GAN": "ring/lbt_gan_fast.yaml", "LBT": "ring/lbt_fast.yaml"}
-RULES = {"veegan": 1, "pacgan": 20}  # HQ samples a mode needs: VEEGAN's and PacGAN's rule
+
+
+def coverage(metric: ModeCoverage, samples: torch.Tensor) -> dict:
+    """``metric`` (with ``min_count`` 1) on ``samples``: modes under the VEEGAN rule (>= 1 HQ
+    sample) and the PacGAN rule (>= 20), the HQ fraction, KL and the HQ histogram."""
+    metric.reset()
+    metric.update(samples)
+    values = metric.compute()
+    return {
+        "modes_veegan": int((metric.counts >= 1).sum()),
+        "modes_pacgan": int((metric.counts >= PACGAN_MIN_COUNT).sum()),
+        "hq": float(values["hq"]),
+        "kl": float(values["kl"]),
+        "counts": metric.counts.tolist(),
+    }
 
 
 class DemoMonitor(pl.Callback):
@@ -47,11 +62,11 @@ class DemoMonitor(pl.Callback):
         if not isinstance(evaluations, int) or evaluations < 1:
             raise ValueError(f"evaluations must be an integer >= 1, got {evaluations!r}")
         self.budget_s, self.evaluations, self.name, self.num_samples = budget_s, evaluations, name, num_samples
-        self.cpu_s, self.curve, self.metrics = 0.0, [], {}
+        self.cpu_s, self.curve, self.metric = 0.0, [], None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         dm = trainer.datamodule
-        self.metrics = {rule: ModeCoverage(dm.centers, dm.sigma, min_count=n) for rule, n in RULES.items()}
+        self.metric = ModeCoverage(dm.centers, dm.sigma)
         self.start_wall = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -68,15 +83,10 @@ class DemoMonitor(pl.Callback):
     def evaluate(self, pl_module) -> None:
         samples = pl_module.sample(self.num_samples).cpu()
         point = {"iteration": int(pl_module.iteration), "cpu_s": self.cpu_s, "wall_s": self.wall_s()}
-        for rule, metric in self.metrics.items():
-            metric.reset()
-            metric.update(samples)
-            values = metric.compute()
-            point[f"modes_{rule}"] = int(values["modes"])
-        point |= {"hq": float(values["hq"]), "kl": float(values["kl"]), "counts": metric.counts.tolist()}
+        point |= coverage(self.metric, samples)
         self.curve.append(point)
         self.samples = samples
-        m = len(metric.counts)
+        m = len(point["counts"])
         print(
             f"[{self.name:>7}] {point['cpu_s']:6.1f} CPU s  iteration {point['iteration']:>6}  modes "
             f"{point['modes_veegan']}/{m} (PacGAN rule {point['modes_pacgan']}/{m})  HQ {100 * point['hq']:5.1f}%  "
