@@ -39,7 +39,12 @@ def test_tiny_run_writes_curves_table_and_plot(ttq, tmp_path, capsys):
 
 def test_goals_are_the_first_evaluation_that_reaches_them(ttq):
     keys = ("iteration", "cpu_s", "modes_veegan", "modes_pacgan", "hq", "kl")
-    points = [(100, 1, 8, 3, 0.5, 0.3), (600, 6, 8, 8, 0.85, 0.04), (900, 9, 8, 6, 0.92, 0.2), (1200, 12, 8, 8, 0.95, 0.01)]
+    points = [
+        (100, 1, 8, 3, 0.5, 0.3),
+        (600, 6, 8, 8, 0.85, 0.04),
+        (900, 9, 8, 6, 0.92, 0.2),
+        (1200, 12, 8, 8, 0.95, 0.01),
+    ]
     curve = [dict(zip(keys, p, strict=True)) for p in points]
     s = ttq.summarise(curve, num_modes=8, settle=500)
     assert (s["all_modes"]["cpu_s"], s["hq80"]["cpu_s"], s["hq90"]["cpu_s"], s["kl05"]["cpu_s"]) == (6, 6, 9, 6)
