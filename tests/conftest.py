@@ -1,5 +1,8 @@
-"""Shared fixtures: seeded RNG, one torch thread, a bare sys.argv, a temporary working directory, devices."""
+"""Shared fixtures: seeded RNG, one torch thread, a bare sys.argv, a temporary working directory, devices,
+benchmark scripts as modules."""
 
+import importlib
+import logging
 import sys
 
 import pytest
@@ -29,6 +32,28 @@ def _bare_argv(monkeypatch):
     """The CLI tests call ``main(args)`` in-process; pytest's own options left in ``sys.argv`` would
     make LightningCLI warn that it got both (``lightning fit ...`` from a shell has only one)."""
     monkeypatch.setattr(sys, "argv", sys.argv[:1])
+
+
+@pytest.fixture
+def benchmark_script(monkeypatch):
+    """Imports ``benchmarks/<name>.py`` as a module; the benchmarks' quieter Lightning loggers and
+    the imported modules (the script, ``common``, ``probes``) are restored afterwards."""
+    from paths import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
+    levels = [logger.level for logger in loggers]
+    imported = []
+
+    def load(name: str):
+        imported.append(name)
+        return importlib.import_module(name)
+
+    yield load
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+    for name in (*imported, "common", "probes"):
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture

@@ -1,26 +1,13 @@
 """``benchmarks/gpu_check.py --device cpu --smoke``: every step of the GPU check, with tiny networks."""
 
 import json
-import logging
-import sys
 
 import pytest
-from paths import ROOT
 
 
 @pytest.fixture
-def gpu_check(monkeypatch):
-    """The script as a module; the benchmarks' quieter Lightning loggers are restored afterwards."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
-    levels = [logger.level for logger in loggers]
-    import gpu_check
-
-    yield gpu_check
-    for logger, level in zip(loggers, levels, strict=True):
-        logger.setLevel(level)
-    for name in ("gpu_check", "common", "probes"):
-        sys.modules.pop(name, None)
+def gpu_check(benchmark_script):
+    return benchmark_script("gpu_check")
 
 
 def test_smoke_run_prints_the_table_and_writes_every_entry(gpu_check, tmp_path, capsys):

@@ -1,26 +1,13 @@
 """``benchmarks/time_to_quality.py`` end to end on a tiny budget, and its goal bookkeeping."""
 
 import json
-import logging
-import sys
 
 import pytest
-from paths import ROOT
 
 
 @pytest.fixture
-def ttq(monkeypatch):
-    """The script as a module; the benchmarks' quieter Lightning loggers are restored afterwards."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
-    levels = [logger.level for logger in loggers]
-    import time_to_quality
-
-    yield time_to_quality
-    for logger, level in zip(loggers, levels, strict=True):
-        logger.setLevel(level)
-    for name in ("time_to_quality", "common"):
-        sys.modules.pop(name, None)
+def ttq(benchmark_script):
+    return benchmark_script("time_to_quality")
 
 
 def test_tiny_run_writes_curves_table_and_plot(ttq, tmp_path, capsys):
