@@ -71,3 +71,16 @@ def device(request) -> torch.device:
     """Each device to test on: cpu, and cuda when a GPU is present (``make gpu-check`` runs the
     ``-k cuda`` ones there). Float64 finite-difference checks stay on the CPU."""
     return torch.device(request.param)
+
+
+@pytest.fixture
+def quick_compile(monkeypatch):
+    """``unroll_backend="compiled"`` (and ``"auto"`` when it compiles) builds the compiled unroll
+    with torch.compile's ``aot_eager`` backend: the same torch.func code, traced by Dynamo and
+    AOTAutograd, without Inductor's minutes of code generation on 2 CPU cores."""
+    from functools import partial
+
+    from lbt_lightning.fast_unroll import CompiledUnroll
+    from lbt_lightning.methods import teacher
+
+    monkeypatch.setitem(teacher.BACKENDS, "compiled", partial(CompiledUnroll, compile_backend="aot_eager"))

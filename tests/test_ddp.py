@@ -33,8 +33,11 @@ def flatten(state, prefix=""):
         yield prefix, torch.tensor(float(state)) if isinstance(state, int | float) else state
 
 
-@pytest.mark.parametrize("method", sorted(CONFIGS))
-def test_ddp_replicas_are_identical(method, tmp_path):
+@pytest.mark.parametrize(
+    "method, backend",
+    [*((m, "auto") for m in sorted(CONFIGS)), pytest.param("lbt", "compiled", marks=pytest.mark.slow)],
+)
+def test_ddp_replicas_are_identical(method, backend, tmp_path):
     out = tmp_path / "dump"
     cmd = [
         sys.executable, "-m", "lbt_lightning", "fit",
@@ -47,9 +50,10 @@ def test_ddp_replicas_are_identical(method, tmp_path):
         "--trainer.callbacks.every_n_iterations=3", "--trainer.callbacks.num_samples=501",
         "--trainer.callbacks+=ddp_dump.DumpRankState", f"--trainer.callbacks.out_dir={out}",
         *SMALL[method],
+        *([f"--model.init_args.unroll_backend={backend}"] if method != "gan" else []),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert ranks[0]["world_size"] == 2 and ranks[0]["iteration"] == 3

@@ -52,23 +52,24 @@ def full_state(model, trainer):
 # that the data streams resume by iteration (MixtureStream's ``start``), which this test checks.
 @pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
 @pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
+@pytest.mark.parametrize("backend", ["eager", "compiled"])
 @pytest.mark.parametrize("method", [LBT, LBTGAN])
-def test_resume_is_exact(method, tmp_path):
+def test_resume_is_exact(method, backend, tmp_path, quick_compile):
     n = 3
-    model = build(method)
+    model = build(method, unroll_backend=backend)
     t = trainer(tmp_path / "a", 2 * n)
     pl.seed_everything(11)
     t.fit(model, RingDataModule(batch_size=32))
     uninterrupted = full_state(model, t)
 
-    model = build(method)
+    model = build(method, unroll_backend=backend)
     pl.seed_everything(11)
     with pytest.raises(RuntimeError, match="simulated crash"):
         trainer(tmp_path / "b", 2 * n, [Crash(n)]).fit(model, RingDataModule(batch_size=32))
     ckpt = tmp_path / "b" / "ckpt" / "last.ckpt"
     assert ckpt.exists()
 
-    model = build(method)
+    model = build(method, unroll_backend=backend)
     pl.seed_everything(11)
     t = trainer(tmp_path / "b", 2 * n)
     t.fit(model, RingDataModule(batch_size=32), ckpt_path=ckpt)

@@ -9,6 +9,7 @@ from torch import nn
 
 from lbt_lightning import objectives
 from lbt_lightning.estimators import VAE
+from lbt_lightning.fast_unroll import CompiledUnroll
 from lbt_lightning.methods.teacher import Teacher
 
 
@@ -50,11 +51,14 @@ def teaching_loss(teacher, generator, real):
     return teacher.loss(lambda: generator(torch.randn(16, 3, dtype=torch.float64)), real)
 
 
+@pytest.mark.parametrize("backend", ["eager", "compiled"])
 @pytest.mark.parametrize("inner_optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("steps", [1, 3])
-def test_hypergradient_matches_finite_differences(inner_optimizer, steps, monkeypatch):
+def test_hypergradient_matches_finite_differences(inner_optimizer, steps, backend, monkeypatch):
     generator = TinyGenerator().double()
     teacher = make_teacher(inner_optimizer, steps=steps)
+    if backend == "compiled":  # its torch.func code, run without compiling (the replayed v is Python state)
+        teacher.backend = CompiledUnroll(teacher.estimator, inner_optimizer=inner_optimizer, compiled=False)
     real = torch.randn(32, 2, dtype=torch.float64)
     assert_matches_finite_differences(
         lambda: teaching_loss(teacher, generator, real), list(generator.parameters()), monkeypatch

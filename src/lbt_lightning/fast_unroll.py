@@ -6,20 +6,38 @@ from collections.abc import Callable
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
+from torch._dynamo.exc import TorchDynamoException
 from torch.func import functional_call, grad_and_value
 
 from lbt_lightning import objectives
-from lbt_lightning.objectives import AdamConfig, Criterion, InnerState, Params, Unrolled
-from lbt_lightning.unroll_backends import ReduceGrads, UnrollBackend
+from lbt_lightning.objectives import FLAT, AdamConfig, Criterion, InnerState, Params, Unrolled
+from lbt_lightning.unroll_backends import ReduceGrads, UnrollBackend, draw
+
+COMPILE_ERRORS: tuple[type[Exception], ...] = (TorchDynamoException,)
+try:
+    from torch._inductor.exc import InductorError
+
+    COMPILE_ERRORS += (InductorError,)
+except ImportError:  # older torch: Inductor's errors reach us as BackendCompilerFailed
+    pass
+
+
+class CompileError(RuntimeError):
+    """The first call of a compiled function failed in torch.compile (tracing or code generation)."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"unroll_backend='compiled': {reason}; use unroll_backend='eager'")
+        self.reason = reason
 
 
 class CompiledUnroll(UnrollBackend):
-    """The unroll of ``mean log p_φ(x)`` as functions of tensors, with the K fake batches of a
-    pass drawn up front (before the estimator's own noise), so that each pass is one graph.
+    """The unroll of ``mean log p_φ(x)`` as functions of tensors (the parameters and Adam moments
+    as flat vectors), with the K fake batches of a pass drawn up front, so that each pass is one
+    graph.
 
-    ``update`` is the estimator's real training (no graph): per step one call computes the
-    gradient and another the optimizer step, with ``reduce_grads`` (e.g. a DDP all-reduce) run
-    eagerly between them (fusing the two calls measured no faster).
+    ``update`` is the estimator's real training (no graph): one compiled call per step, or, with
+    ``reduce_grads`` (e.g. a DDP all-reduce), one call for the gradient and one for the step
+    with ``reduce_grads`` run eagerly between them.
 
     ``loss`` computes the generator's loss *and its gradient with respect to the fake batches*
     in one forward-only pass (grad of grad: ``torch.compile`` cannot differentiate a graph that
@@ -61,7 +79,12 @@ class CompiledUnroll(UnrollBackend):
         self._build()
 
     def _build(self) -> None:
-        self._fns = {"grad": self._grad_impl, "step": self._step_impl, "teaching": self._teach_impl}
+        self._fns = {
+            "update": self._update_impl,
+            "grad": self._grad_impl,
+            "step": self._step_impl,
+            "teaching": self._teach_impl,
+        }
         if self.compiled:
             kwargs = {"fullgraph": True, "backend": self.compile_backend, "mode": self.mode}
             if self.compile_backend == "inductor":
@@ -88,56 +111,65 @@ class CompiledUnroll(UnrollBackend):
         start = time.perf_counter()
         try:
             out = self._fns[name](*args)
-        except torch._dynamo.exc.Unsupported as error:
-            reason = str(error).strip().splitlines()[0]
-            raise RuntimeError(
-                f"unroll_backend='compiled': torch.compile cannot trace {type(self.estimator).__name__}.log_prob "
-                f"({reason}); use unroll_backend='eager'"
+        except COMPILE_ERRORS as error:
+            detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CompileError(
+                f"torch.compile cannot compile {type(self.estimator).__name__}.log_prob's {name} function ({detail})"
             ) from error
         self.compile_seconds[name] = time.perf_counter() - start
         rank_zero_info(f"torch.compile of the estimator's {name} function took {self.compile_seconds[name]:.1f} s")
         return out
 
-    def _log_prob(self, params: Params, x: Tensor) -> Tensor:
-        return functional_call(self.estimator, params, (x,)).mean()
+    # The functions below take the parameters and Adam moments as flat vectors (ParamLayout).
 
-    def _grad_impl(self, params: Params, x: Tensor) -> tuple[list[Tensor], Tensor]:
-        grads, value = grad_and_value(self._log_prob)(params, x)
-        return list(grads.values()), value
+    def _log_prob(self, phi: Tensor, x: Tensor) -> Tensor:
+        return functional_call(self.estimator, self.layout.unflatten(phi), (x,)).mean()
 
-    def _unroll(self, params: Params, state: InnerState, fakes: list[Tensor], lr: float) -> Params:
-        for x in fakes:
-            at = {k: p.detach() for k, p in params.items()} if self.first_order else params
-            grads, _ = self._grad_impl(at, x)
-            params, state = self._step_impl(params, grads, state, lr)
-        return params
+    def _grad_impl(self, phi: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        return grad_and_value(self._log_prob)(phi, x)
 
-    def _step_impl(self, params: Params, grads: list[Tensor], state: InnerState, lr: float):
-        return objectives.inner_step(params, grads, state, lr, self.inner_optimizer, self.adam)
+    def _step_impl(self, phi: Tensor, grad: Tensor, m: Tensor, v: Tensor, t: Tensor, lr: float):
+        state = InnerState({FLAT: m}, {FLAT: v}, t)
+        new, state = objectives.inner_step({FLAT: phi}, [grad], state, lr, self.inner_optimizer, self.adam)
+        return new[FLAT], state.m[FLAT], state.v[FLAT], state.t
 
-    def _teach_impl(
-        self, fakes: list[Tensor], real: Tensor, params: Params, state: InnerState, lr: float, criterion: Criterion
-    ):
+    def _update_impl(self, phi: Tensor, m: Tensor, v: Tensor, t: Tensor, x: Tensor, lr: float):
+        grad, value = self._grad_impl(phi, x)
+        return *self._step_impl(phi, grad, m, v, t, lr), value
+
+    def _teach_impl(self, fakes: list[Tensor], real: Tensor, phi, m, v, t, lr: float, criterion: Criterion):
         def loss(fakes: list[Tensor]) -> Tensor:
-            return objectives.teaching_loss(self.estimator, self._unroll(params, state, fakes, lr), real, criterion)
+            p, mm, vv, tt = phi, m, v, t
+            for x in fakes:
+                grad, _ = self._grad_impl(p.detach() if self.first_order else p, x)
+                p, mm, vv, tt = self._step_impl(p, grad, mm, vv, tt, lr)
+            return objectives.teaching_loss(self.estimator, self.layout.unflatten(p), real, criterion)
 
         grads, value = grad_and_value(loss)(fakes)
         return value, grads
 
+    def _flat(self, params: Params, state: InnerState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        flatten = self.layout.flatten
+        return flatten(params).detach(), flatten(state.m).detach(), flatten(state.v).detach(), state.t
+
     def update(self, params, state, sample_fake, steps, lr, reduce_grads: ReduceGrads | None = None) -> Unrolled:
-        fakes = [sample_fake().detach() for _ in range(steps)]
         with torch.no_grad():
+            fakes = [x.detach() for x in draw(sample_fake, steps)]
+            phi, m, v, t = self._flat(params, state)
             for x in fakes:
-                grads, value = self._call("grad", params, x)
-                if reduce_grads is not None:
-                    grads = reduce_grads(grads)
-                params, state = self._call("step", params, grads, state, lr)
-        return Unrolled(params, state, value)
+                if reduce_grads is None:  # one compiled call per step
+                    phi, m, v, t, value = self._call("update", phi, m, v, t, x, lr)
+                else:  # e.g. DDP's all-reduce, eagerly between the gradient and the step
+                    grad, value = self._call("grad", phi, x)
+                    (grad,) = reduce_grads([grad])
+                    phi, m, v, t = self._call("step", phi, grad, m, v, t, lr)
+        unflatten = self.layout.unflatten
+        return Unrolled(unflatten(phi), InnerState(unflatten(m), unflatten(v), t), value)
 
     def loss(self, params, state, sample_fake, real, steps, lr, criterion=objectives.negative_mean) -> Tensor:
-        fakes = [sample_fake() for _ in range(steps)]
-        detached = {k: p.detach() for k, p in params.items()}
-        run = lambda xs: self._call("teaching", xs, real, detached, state, lr, criterion)  # noqa: E731
+        fakes = draw(sample_fake, steps)
+        flat = self._flat(params, state)
+        run = lambda xs: self._call("teaching", xs, real, *flat, lr, criterion)  # noqa: E731
         return _TeachingLoss.apply(run, *fakes)
 
 

@@ -2,6 +2,10 @@
 
 :class:`~lbt_lightning.methods.teacher.Teacher` builds one backend at construction
 (``unroll_backend``) and calls only :meth:`UnrollBackend.update` and :meth:`UnrollBackend.loss`.
+
+Both draw the ``steps`` fake batches of a pass first, before the estimator's own noise (the
+VAE's ε), through :func:`draw`: one generator call for all of them when ``sample_fake`` offers
+``batches(k)`` (:class:`FakeBatches`), else one call of ``sample_fake`` per batch.
 """
 
 from abc import ABC, abstractmethod
@@ -14,6 +18,40 @@ from lbt_lightning import objectives
 from lbt_lightning.objectives import INNER_OPTIMIZERS, AdamConfig, Criterion, InnerState, Params, Unrolled
 
 ReduceGrads = Callable[[list[Tensor]], list[Tensor]]
+
+
+class FakeBatches:
+    """Fresh generated batches of ``n`` samples: one per call, or ``batches(k)``, k of them.
+
+    ``batches(k)`` runs the generator once on k·n noise vectors and splits the result when
+    ``batched`` (a generator without batch statistics gives every sample the same output either
+    way, and one large call costs less than k small ones), else calls it k times.
+
+    Arguments:
+        generator: x = G(z).
+        noise: ``noise(m)``: m noise vectors.
+        n: The batch size.
+        grad: Keep the graph to the generator (the teaching loss) or not (the estimator's update).
+        batched: One generator call for k batches.
+    """
+
+    def __init__(self, generator: nn.Module, noise: Callable[[int], Tensor], n: int, *, grad: bool, batched: bool):
+        self.generator, self.noise, self.n, self.grad, self.batched = generator, noise, n, grad, batched
+
+    def __call__(self) -> Tensor:
+        return self.batches(1)[0]
+
+    def batches(self, k: int) -> list[Tensor]:
+        with torch.set_grad_enabled(self.grad and torch.is_grad_enabled()):
+            if self.batched:
+                return list(self.generator(self.noise(k * self.n)).split(self.n))
+            return [self.generator(self.noise(self.n)) for _ in range(k)]
+
+
+def draw(sample_fake: Callable[[], Tensor], k: int) -> list[Tensor]:
+    """k fresh batches: ``sample_fake.batches(k)`` where it exists, else k calls of ``sample_fake``."""
+    batches = getattr(sample_fake, "batches", None)
+    return batches(k) if batches is not None else [sample_fake() for _ in range(k)]
 
 
 class UnrollBackend(ABC):
@@ -38,6 +76,7 @@ class UnrollBackend(ABC):
             raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
         self.estimator, self.inner_optimizer = estimator, inner_optimizer
         self.first_order, self.adam = first_order, adam
+        self.layout = objectives.ParamLayout(dict(estimator.named_parameters()))
 
     @abstractmethod
     def update(
@@ -50,7 +89,8 @@ class UnrollBackend(ABC):
         reduce_grads: ReduceGrads | None = None,
     ) -> Unrolled:
         """The estimator's real training: ``steps`` steps from (params, state), one fresh detached
-        batch each, every gradient passed through ``reduce_grads``; no graph is kept."""
+        batch each, every gradient passed through ``reduce_grads`` (as one flat tensor); no
+        graph is kept."""
 
     @abstractmethod
     def loss(
@@ -68,12 +108,14 @@ class UnrollBackend(ABC):
 
 
 class EagerUnroll(UnrollBackend):
-    """:func:`objectives.unroll` with autograd, drawing each fake batch when its step needs it."""
+    """:func:`objectives.unroll` with autograd."""
 
     def update(self, params, state, sample_fake, steps, lr, reduce_grads=None) -> Unrolled:
+        with torch.no_grad():
+            fakes = iter(draw(sample_fake, steps))
         with torch.enable_grad():  # the inner gradients need a graph even when the caller has none
             return objectives.unroll(
-                objectives.log_likelihood(self.estimator, lambda: sample_fake().detach()),
+                objectives.log_likelihood(self.estimator, lambda: next(fakes).detach()),
                 params,
                 state,
                 steps=steps,
@@ -85,8 +127,9 @@ class EagerUnroll(UnrollBackend):
             )
 
     def loss(self, params, state, sample_fake, real, steps, lr, criterion=objectives.negative_mean) -> Tensor:
+        fakes = iter(draw(sample_fake, steps))
         result = objectives.unroll(
-            objectives.log_likelihood(self.estimator, sample_fake),
+            objectives.log_likelihood(self.estimator, lambda: next(fakes)),
             params,
             state,
             steps=steps,

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from lbt_lightning.checkpoint_io import CheckpointError, check_fits
 from lbt_lightning.precision import check_precision, full_precision
+from lbt_lightning.unroll_backends import FakeBatches, ReduceGrads
 
 
 def injected(*names: str) -> list[str]:
@@ -17,6 +18,10 @@ def injected(*names: str) -> list[str]:
     ``names``: modules and optimizer callables built in Python are not hyper-parameters (pickling
     them would bloat or break the checkpoint); pass the modules to ``load_from_checkpoint`` again."""
     return [] if _given_hyperparameters.get() is not None else list(names)
+
+
+def _uses_batch_statistics(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and (module.training or not module.track_running_stats)
 
 
 class GenerativeModule(pl.LightningModule):
@@ -62,6 +67,23 @@ class GenerativeModule(pl.LightningModule):
     def fake(self, n: int) -> Tensor:
         """n generated samples, differentiable with respect to the generator."""
         return self.generator(self.noise(n))
+
+    @property
+    def batch_independent(self) -> bool:
+        """Whether a sample of the generator depends only on its own z, so that one call can draw
+        several batches (:meth:`fakes`): False when the generator has a BatchNorm layer that
+        normalises with batch statistics (in training mode, or without running statistics), or
+        when it sets ``batch_independent = False`` itself (e.g. for a minibatch-statistics layer)."""
+        flag = getattr(self.generator, "batch_independent", None)
+        if flag is not None:
+            return bool(flag)
+        return not any(_uses_batch_statistics(m) for m in self.generator.modules())
+
+    def fakes(self, n: int, *, grad: bool = True) -> FakeBatches:
+        """A sampler of fresh batches of n generated samples for the estimator's update
+        (``grad=False``) and the teaching loss: ``fakes(n)()`` is one batch, ``fakes(n).batches(k)``
+        k batches from one generator call where :attr:`batch_independent`."""
+        return FakeBatches(self.generator, self.noise, n, grad=grad, batched=self.batch_independent)
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
@@ -114,6 +136,13 @@ class GenerativeModule(pl.LightningModule):
                 "(with max_epochs: 1)"
             )
 
+    def iterations_left(self) -> float:
+        """Iterations the running fit has still to do (inf for an unlimited one)."""
+        trainer = self.trainer
+        if not trainer.max_epochs or trainer.max_epochs < 0:
+            return float("inf")
+        return trainer.num_training_batches * trainer.max_epochs - int(self.iteration)
+
     def _check_shapes(self) -> None:
         shape = tuple(self.sample(2).shape[1:])
         data_shape = getattr(self.trainer.datamodule, "data_shape", None)
@@ -125,6 +154,13 @@ class GenerativeModule(pl.LightningModule):
                 raise ValueError(f"generator output shape {shape} != {name} input shape {tuple(expected)}")
 
     # ---- updates -----------------------------------------------------------------------------
+
+    @property
+    def reduce_estimator_grads(self) -> ReduceGrads | None:
+        """:meth:`all_reduce_mean` under DDP, None on one process (the estimator's update then
+        runs each step as one compiled call with ``unroll_backend: compiled``)."""
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        return self.all_reduce_mean if distributed else None
 
     def all_reduce_mean(self, tensors: list[Tensor]) -> list[Tensor]:
         """Average tensors over DDP ranks (identity on one process). Used for updates that do not

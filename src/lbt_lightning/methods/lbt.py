@@ -48,7 +48,7 @@ class LBT(Teaching, GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
-        unroll_backend: Literal["eager", "compiled"] = "eager",
+        unroll_backend: Literal["auto", "eager", "compiled"] = "auto",
         generator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
         max_consecutive_skips: int = 10,
@@ -76,7 +76,7 @@ class LBT(Teaching, GenerativeModule):
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         n = real.shape[0]
-        e_loss, updated = self.teacher.update(lambda: self.sample(n), reduce_grads=self.all_reduce_mean)
+        e_loss, updated = self.teacher.update(self.fakes(n, grad=False), reduce_grads=self.reduce_estimator_grads)
         if not updated:
             self.record_skip()
         teach_loss = self.teaching_loss(real)

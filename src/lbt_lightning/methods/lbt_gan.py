@@ -49,7 +49,7 @@ class LBTGAN(Teaching, GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
-        unroll_backend: Literal["eager", "compiled"] = "eager",
+        unroll_backend: Literal["auto", "eager", "compiled"] = "auto",
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
@@ -80,6 +80,23 @@ class LBTGAN(Teaching, GenerativeModule):
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
 
+    def teaching(self, iteration: int) -> bool:
+        """Whether iteration number ``iteration`` (1-based) teaches: after the warm-up, every
+        ``teach_every``-th."""
+        taught = iteration - self.warmup_iterations  # 1 at the first teaching iteration
+        return taught >= 1 and (taught - 1) % self.teach_every == 0
+
+    def teaching_iterations_left(self) -> float:
+        left, done = self.iterations_left(), int(self.iteration)
+        if left == float("inf"):
+            return left
+        first = max(done + 1, self.warmup_iterations + 1)  # teaching iterations in (done, done + left]
+        last = done + int(left)
+        if last < first:
+            return 0
+        start = self.warmup_iterations + 1
+        return (last - start) // self.teach_every - (first - 1 - start) // self.teach_every
+
     def configure_optimizers(self):
         return adversarial_optimizers(self)
 
@@ -89,12 +106,11 @@ class LBTGAN(Teaching, GenerativeModule):
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         g_opt, d_opt = self.optimizers()
         n = real.shape[0]
-        taught = int(self.iteration) - self.warmup_iterations  # 1 at the first teaching iteration
-        teaching = taught >= 1 and (taught - 1) % self.teach_every == 0
+        teaching = self.teaching(int(self.iteration))
         logs = {}
         if teaching:
             logs["train/e_loss"], updated = self.teacher.update(
-                lambda: self.sample(n), reduce_grads=self.all_reduce_mean
+                self.fakes(n, grad=False), reduce_grads=self.reduce_estimator_grads
             )
             if not updated:
                 self.record_skip()

@@ -1,0 +1,203 @@
+"""Every speed-up of the LBT iteration against its reference: the flat-vector unroll against a
+per-parameter one, one generator call for k batches against k calls, the compiled backend's
+Lightning iteration against the eager one, and the choice made by ``unroll_backend="auto"``."""
+
+import copy
+import warnings
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from test_methods import fit
+from test_unroll import TinyGenerator, make_teacher
+from torch import nn
+
+from lbt_lightning import objectives
+from lbt_lightning.estimators import VAE, Flow
+from lbt_lightning.fast_unroll import CompileError
+from lbt_lightning.methods import LBT, LBTGAN
+from lbt_lightning.methods.teacher import AUTO_COMPILE_MIN_ITERATIONS
+from lbt_lightning.networks import DCGANGenerator, MLPDiscriminator, MLPGenerator
+from lbt_lightning.unroll_backends import FakeBatches
+
+
+def per_parameter_unroll(objective, params, state, steps, lr, inner_optimizer, first_order, create_graph):
+    """The unroll written the obvious way: one optimizer update per parameter tensor."""
+    for _ in range(steps):
+        at = {k: p.detach().requires_grad_() for k, p in params.items()} if first_order else params
+        value = objective(at)
+        grads = torch.autograd.grad(value, list(at.values()), create_graph=create_graph)
+        if not create_graph:
+            params = {k: p.detach().requires_grad_() for k, p in params.items()}
+        params, state = objectives.inner_step(params, grads, state, lr, inner_optimizer)
+    return params, state
+
+
+@pytest.mark.parametrize("inner_optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("create_graph", [True, False])
+def test_flat_unroll_is_the_per_parameter_unroll(inner_optimizer, first_order, create_graph):
+    teacher, generator = make_teacher(inner_optimizer, first_order, steps=3), TinyGenerator().double()
+    zs, real = torch.randn(3, 16, 3, dtype=torch.float64), torch.randn(32, 2, dtype=torch.float64)
+    results = []
+    for unroll in ("flat", "per parameter"):
+        torch.manual_seed(4)  # the same VAE noise
+        feed = iter(zs)
+        objective = objectives.log_likelihood(teacher.estimator, lambda: generator(next(feed)))  # noqa: B023
+        params, state = objectives.detached_params(teacher.estimator), teacher.state()
+        if unroll == "flat":
+            result = objectives.unroll(
+                objective,
+                params,
+                state,
+                steps=3,
+                lr=0.05,
+                inner_optimizer=inner_optimizer,
+                first_order=first_order,
+                create_graph=create_graph,
+            )
+            params, state = result.params, result.state
+        else:
+            params, state = per_parameter_unroll(
+                objective, params, state, 3, 0.05, inner_optimizer, first_order, create_graph
+            )
+        loss = objectives.teaching_loss(teacher.estimator, params, real)
+        grads = torch.autograd.grad(loss, list(generator.parameters())) if create_graph else ()
+        results.append((params, state, grads))
+    (flat, flat_state, flat_grads), (ref, ref_state, ref_grads) = results
+    for name in ref:
+        torch.testing.assert_close(flat[name], ref[name], rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(flat_state.m[name], ref_state.m[name], rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(flat_state.v[name], ref_state.v[name], rtol=1e-13, atol=1e-13)
+        assert flat[name].shape == ref[name].shape
+    assert float(flat_state.t) == float(ref_state.t)
+    for a, b in zip(flat_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_parameters_of_two_dtypes_are_refused():
+    with pytest.raises(ValueError, match="one dtype and device"):
+        objectives.ParamLayout({"a": torch.zeros(2), "b": torch.zeros(2, dtype=torch.float64)})
+
+
+class Noise:
+    """Hands out consecutive rows of one fixed noise matrix, however many are asked for at a time."""
+
+    def __init__(self, z: torch.Tensor):
+        self.z, self.i = z, 0
+
+    def __call__(self, m: int) -> torch.Tensor:
+        self.i += m
+        return self.z[self.i - m : self.i]
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_one_generator_call_for_k_batches_gives_the_k_calls(grad):
+    generator, n, k = MLPGenerator(z_dim=16, hidden=[32]), 8, 3
+    z = torch.randn(k * n, 16)
+    batched = FakeBatches(generator, Noise(z), n, grad=grad, batched=True).batches(k)
+    single = FakeBatches(generator, Noise(z), n, grad=grad, batched=False).batches(k)
+    assert len(batched) == k and all(x.shape == (n, 2) for x in batched)
+    for a, b in zip(batched, single, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        assert a.requires_grad == b.requires_grad == grad
+    if grad:  # the gradient flows back through the one call as through the k
+        weights = torch.randn(k, n, 2)
+        g_batched = torch.autograd.grad((torch.stack(batched) * weights).sum(), list(generator.parameters()))
+        g_single = torch.autograd.grad((torch.stack(single) * weights).sum(), list(generator.parameters()))
+        for a, b in zip(g_batched, g_single, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_generators_with_batch_statistics_are_called_per_batch():
+    estimator = VAE(latent_dim=4, hidden=[8])
+    assert LBT(MLPGenerator(z_dim=8, hidden=[8]), estimator).batch_independent
+    dcgan = LBT(DCGANGenerator(z_dim=8, image_size=8, width=16), VAE(data_shape=[3, 8, 8], hidden=[8]))
+    assert not dcgan.batch_independent  # BatchNorm without running statistics, also in eval mode
+    assert not dcgan.eval().batch_independent
+    generator = MLPGenerator(z_dim=8, hidden=[8])
+    generator.batch_independent = False  # a generator's own declaration wins
+    assert not LBT(generator, estimator).batch_independent
+    tracked = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    tracked.z_dim = 8
+    model = LBT(tracked, VAE(latent_dim=4, hidden=[8]))
+    assert not model.batch_independent and model.eval().batch_independent
+
+
+def two_iterations(method, backend):
+    pl.seed_everything(3)
+    generator, estimator = MLPGenerator(z_dim=8, hidden=[16]), VAE(latent_dim=4, hidden=[16])
+    kwargs = dict(unroll_steps=2, estimator_steps=2, unroll_backend=backend)
+    if method is LBT:
+        model = LBT(generator, estimator, **kwargs)
+    else:
+        model = LBTGAN(generator, estimator, MLPDiscriminator(hidden=[16]), **kwargs)
+    pl.seed_everything(5)
+    fit(model, iterations=2)
+    return model
+
+
+@pytest.mark.parametrize("method", [LBT, LBTGAN])
+def test_a_compiled_lightning_iteration_is_the_eager_one(method, quick_compile):
+    """Both backends draw a pass's fake batches first, so one seed gives one run, to rounding."""
+    eager, compiled = two_iterations(method, "eager"), two_iterations(method, "compiled")
+    assert compiled.teacher.backend_name == "compiled" and eager.teacher.backend_name == "eager"
+    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
+    assert float(eager.teacher.t) == float(compiled.teacher.t) == 8
+
+
+def test_auto_compiles_only_a_fit_that_amortises_it(quick_compile):
+    model = two_iterations(LBT, "auto")
+    assert model.teacher.backend_name == "eager"  # 2 iterations: eager, no compile
+    model.teacher.plan(AUTO_COMPILE_MIN_ITERATIONS)
+    assert model.teacher.backend_name == "compiled"
+    model.teacher.plan(AUTO_COMPILE_MIN_ITERATIONS - 1)
+    assert model.teacher.backend_name == "eager"
+    fixed = two_iterations(LBT, "eager")
+    fixed.teacher.plan(10 * AUTO_COMPILE_MIN_ITERATIONS)
+    assert fixed.teacher.backend_name == "eager"
+
+
+@pytest.mark.parametrize("warmup, every", [(0, 1), (3, 1), (0, 10), (7, 4)])
+@pytest.mark.parametrize("done, total", [(0, 50), (5, 50), (20, 23), (30, 30)])
+def test_lbt_gan_counts_the_teaching_iterations_left(warmup, every, done, total):
+    model = LBTGAN(
+        MLPGenerator(z_dim=8, hidden=[8]),
+        VAE(latent_dim=4, hidden=[8]),
+        MLPDiscriminator(hidden=[8]),
+        warmup_iterations=warmup,
+        teach_every=every,
+    )
+    model.iteration.fill_(done)
+    model.iterations_left = lambda: total - done
+    assert model.teaching_iterations_left() == sum(model.teaching(i) for i in range(done + 1, total + 1))
+
+
+def flow_lbt(backend):
+    flow = Flow(data_shape=[2], flow="maf", transforms=1, hidden=[4])
+    return LBT(MLPGenerator(z_dim=8, hidden=[8]), flow, unroll_steps=2, estimator_steps=1, unroll_backend=backend)
+
+
+def test_auto_falls_back_to_eager_with_one_warning(quick_compile):
+    model = flow_lbt("auto")
+    model.teacher.plan(AUTO_COMPILE_MIN_ITERATIONS)
+    reference = copy.deepcopy(model)
+    reference.teacher.backend = reference.teacher._make("eager")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for m in (model, reference):
+            torch.manual_seed(2)
+            m.teacher.update(m.fakes(16, grad=False))
+            m.teaching_loss(torch.randn(16, 2)).backward()
+    messages = [str(w.message) for w in caught if "unroll_backend" in str(w.message)]
+    assert len(messages) == 1 and "Flow" in messages[0] and "eager" in messages[0]
+    assert model.teacher.backend_name == "eager"
+    for a, b in zip(model.estimator.parameters(), reference.estimator.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_compiled_refuses_an_estimator_it_cannot_compile(quick_compile):
+    model = flow_lbt("compiled")
+    with pytest.raises(CompileError, match="Flow.*unroll_backend='eager'"):
+        model.teacher.update(model.fakes(16, grad=False))
