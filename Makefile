@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint format demo bench bench-quality gpu-check clean
+.PHONY: install test test-slow lint format demo bench profile bench-quality gpu-check clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/speed.py
+
+# Where an LBT / LBT-GAN iteration's time goes (torch.profiler), eager and compiled.
+profile: install
+	$(BIN)/python benchmarks/profile_iteration.py
 
 # Time to quality (README Results): about 45 minutes with two single-thread processes.
 bench-quality: install

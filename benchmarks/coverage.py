@@ -79,7 +79,7 @@ def one_run(task: tuple) -> dict:
     dataset, method, seed, args = task
     torch.set_num_threads(args["threads"])
     folder, overrides, num_samples = DATASETS[dataset]
-    lbt = METHODS[method].startswith("lbt") and args["backend"] != "eager"
+    lbt = METHODS[method].startswith("lbt")
     backend = [f"--model.init_args.unroll_backend={args['backend']}"] if lbt else []
     model, data = build(folder, METHODS[method], [*overrides, *backend, f"--seed_everything={seed}"])
     metric = ModeCoverage(data.centers, data.sigma)

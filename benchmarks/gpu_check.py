@@ -73,8 +73,8 @@ def make(data: str, method: str, backend: str, smoke: bool) -> tuple[pl.Lightnin
     keys = [k for k in keys if not k.startswith(absent)] if absent else keys
     if data == "cifar10" and method != "GAN":
         keys.append("warmup_iterations=0")  # time the teaching iterations
-    if backend == "compiled":
-        keys.append("unroll_backend=compiled")
+    if method != "GAN":
+        keys.append(f"unroll_backend={backend}")
     overrides = [f"--model.init_args.{k}" for k in keys]
     overrides += ["--data.init_args.batch_size=32"] if smoke and data == "ring" else []
     model, datamodule = build(data, config, overrides)

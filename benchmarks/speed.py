@@ -4,7 +4,9 @@ Usage: ``make bench`` or ``python benchmarks/speed.py [--iterations 20] [--round
 [--backends eager compiled]``. Every method is built from its shipped config
 (``experiments/ring/<method>.yaml``: the same generator, 2x128 tanh networks and batch 512) and
 trained by Lightning in this one process, round-robin, so all ratios come from the same run.
-Prints a table and writes ``benchmarks/results/speed.json``.
+Then, in fresh processes, the compiled backend's first iteration with a cold and with a warm
+Inductor cache, and the iteration count after which compiling pays for itself (what
+``unroll_backend: auto`` is set by). Prints a table and writes ``benchmarks/results/speed.json``.
 """
 
 import argparse
@@ -12,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -58,9 +61,9 @@ def time_round_robin(entries: dict[str, dict], iterations: int, warmup: int, rou
         times = entry["watch"].times
         out[label] = {"iteration": summary(times["iteration"]), "first_iteration_s": entry["first_iteration_s"]}
         out[label]["parts"] = {k: summary(v) for k, v in times.items() if k != "iteration"}
-        fast = getattr(getattr(entry["model"], "teacher", None), "fast", None)
-        if fast is not None:
-            out[label]["compile_s"] = dict(fast.compile_seconds)
+        backend = getattr(getattr(entry["model"], "teacher", None), "backend", None)
+        if getattr(backend, "compile_seconds", None):
+            out[label]["compile_s"] = dict(backend.compile_seconds)
     return out
 
 
@@ -115,6 +118,40 @@ def memory_in_subprocess(k: int, backend: str, threads: int | None) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def first_iteration_probe(method: str, backend: str) -> dict:
+    """Seconds of the first and the median of the next 5 iterations (compilation is in the first)."""
+    entry = make(method, [f"--model.init_args.unroll_backend={backend}"])
+    start = time.perf_counter()
+    run(entry, 1)
+    first = time.perf_counter() - start
+    entry["watch"].reset()
+    run(entry, 5)
+    return {"first_s": first, "next_median_s": summary(entry["watch"].times["iteration"])["median_ms"] / 1e3}
+
+
+def compile_costs(method: str, threads: int | None) -> dict:
+    """The compiled backend's first iteration in fresh processes: with an empty Inductor cache
+    (``cold``, a new TORCHINDUCTOR_CACHE_DIR) and again with the cache that run filled (``warm``);
+    the eager backend's first iteration alike. Seconds beyond the next iterations' median."""
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for label, backend in (("cold", "compiled"), ("warm", "compiled"), ("eager", "eager")):
+            command = [sys.executable, __file__, "--first-iteration-probe", method, backend]
+            command += ["--threads", str(threads)] if threads else []
+            env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": cache}
+            text = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+            probe = json.loads(text.strip().splitlines()[-1])
+            out[label] = probe | {"extra_s": probe["first_s"] - probe["next_median_s"]}
+    return out
+
+
+def break_even(costs: dict, eager_ms: float, compiled_ms: float) -> dict[str, float]:
+    """Iterations after which compiling has paid for itself, cold and warm cache."""
+    saving_s = (eager_ms - compiled_ms) / 1e3
+    extra = {k: costs[k]["extra_s"] - costs["eager"]["extra_s"] for k in ("cold", "warm")}
+    return {k: (v / saving_s if saving_s > 0 else float("inf")) for k, v in extra.items()}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20, help="timed iterations per entry per round")
@@ -124,12 +161,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--backends", nargs="+", default=["eager", "compiled"], help="LBT unroll backends")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
     parser.add_argument("--out", default=str(RESULTS / "speed.json"))
+    parser.add_argument("--no-compile-costs", action="store_true", help="skip the cold/warm compile measurement")
     parser.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--first-iteration-probe", nargs=2, metavar=("METHOD", "BACKEND"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.memory_probe:
         print(memory_probe(args.ks[0], args.backends[0]))
+        return {}
+    if args.first_iteration_probe:
+        print(json.dumps(first_iteration_probe(*args.first_iteration_probe)))
         return {}
 
     info = machine()
@@ -139,7 +181,7 @@ def main(argv=None) -> dict:
         for backend in args.backends if "LBT" in label else ["eager"]:
             ks = args.ks if label == "LBT" else [5]
             for k in ks:
-                overrides = [] if backend == "eager" else [f"--model.init_args.unroll_backend={backend}"]
+                overrides = [f"--model.init_args.unroll_backend={backend}"] if "LBT" in label else []
                 if label == "LBT":
                     overrides.append(f"--model.init_args.unroll_steps={k}")
                 entries[(label, backend, k)] = make(method, overrides)
@@ -168,6 +210,12 @@ def main(argv=None) -> dict:
             row["measured_over_flop_floor"] = row["iteration"]["median_ms"] / row["flop_floor_ms"]
 
     report = {"machine": info, "settings": vars(args), "peak_matmul_gflops": peak / 1e9, "units": units, "rows": rows}
+    if "compiled" in args.backends and "eager" in args.backends and not args.no_compile_costs:
+        report["compile"] = {}
+        for label in ("LBT", "LBT-GAN"):
+            median = {b: results[(label, b, 5)]["iteration"]["median_ms"] for b in ("eager", "compiled")}
+            costs = compile_costs(METHODS[label], args.threads)
+            report["compile"][label] = {"costs": costs, "break_even_iterations": break_even(costs, **median)}
     report["machine"]["load_average_after"] = machine().get("load_average_1_5_15min")
     print_table(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -213,6 +261,13 @@ def print_table(report: dict) -> None:
         print(" ".join(cell(row, w, f, g) for _, w, f, g in COLUMNS))
     units = ", ".join(f"{k.removesuffix('_s')} {1e3 * v:.2f}" for k, v in report["units"].items())
     print(f"peak matmul {report['peak_matmul_gflops']:.0f} GFLOP/s; unit passes (ms): {units}")
+    for label, c in report.get("compile", {}).items():
+        costs, even = c["costs"], c["break_even_iterations"]
+        print(
+            f"{label} K=5 first iteration beyond the next ones: compiled {costs['cold']['extra_s']:.1f} s with a cold "
+            f"Inductor cache, {costs['warm']['extra_s']:.1f} s warm, eager {costs['eager']['extra_s']:.2f} s; "
+            f"compiling pays off after {even['cold']:.0f} iterations (cold) / {even['warm']:.0f} (warm)"
+        )
     print(
         "floor: n_est*K + 3K + 1 estimator fwd+bwd passes + n_est*K generator samples + K generator fwd+bwd "
         "(measured unit passes); FLOPfl: counted matmul FLOPs / peak matmul throughput"

@@ -11,8 +11,10 @@ import torch
 from test_methods import fit
 from test_unroll import TinyGenerator, make_teacher
 from torch import nn
+from trainers import quiet_trainer
 
 from lbt_lightning import objectives
+from lbt_lightning.data import RingDataModule
 from lbt_lightning.estimators import VAE, Flow
 from lbt_lightning.fast_unroll import CompileError
 from lbt_lightning.methods import LBT, LBTGAN
@@ -201,3 +203,23 @@ def test_compiled_refuses_an_estimator_it_cannot_compile(quick_compile):
     model = flow_lbt("compiled")
     with pytest.raises(CompileError, match="Flow.*unroll_backend='eager'"):
         model.teacher.update(model.fakes(16, grad=False))
+
+
+@pytest.mark.parametrize("method", [LBT, LBTGAN])
+def test_losses_are_logged_when_the_logger_writes_and_at_the_end(method):
+    pl.seed_everything(0)
+    generator, estimator = MLPGenerator(z_dim=8, hidden=[16]), VAE(latent_dim=4, hidden=[16])
+    kwargs = dict(unroll_steps=1, estimator_steps=1)
+    if method is LBT:
+        model = LBT(generator, estimator, **kwargs)
+    else:  # teaching on iterations 1, 4 and 7 only: its losses are carried to the logged iterations
+        model = LBTGAN(generator, estimator, MLPDiscriminator(hidden=[16]), teach_every=3, **kwargs)
+    logged, log = [], model.log
+    model.log = lambda name, value, **kw: logged.append((int(model.iteration), name)) or log(name, value, **kw)
+    trainer = quiet_trainer(7, log_every_n_steps=3)
+    trainer.fit(model, RingDataModule(batch_size=32))
+    assert sorted({i for i, _ in logged}) == [3, 6, 7]
+    for i in (3, 6, 7):
+        names = {name for j, name in logged if j == i}
+        assert {"train/e_loss", "train/teach_loss", "train/g_loss", "train/skipped_steps"} <= names
+    assert "train/teach_loss" in trainer.callback_metrics

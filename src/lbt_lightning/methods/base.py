@@ -136,6 +136,13 @@ class GenerativeModule(pl.LightningModule):
                 "(with max_epochs: 1)"
             )
 
+    def log_due(self) -> bool:
+        """Whether this iteration logs its losses: every ``trainer.log_every_n_steps``-th
+        iteration (when Lightning's loggers write them) and the fit's last one (the progress bar
+        and the final metrics). A ``self.log`` call costs about 0.4 ms on a CPU."""
+        every = self.trainer.log_every_n_steps
+        return (every > 0 and int(self.iteration) % every == 0) or self.iterations_left() <= 0
+
     def iterations_left(self) -> float:
         """Iterations the running fit has still to do (inf for an unlimited one)."""
         trainer = self.trainer
@@ -199,7 +206,8 @@ class GenerativeModule(pl.LightningModule):
         self._skipped_this_iteration = False
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.log("train/skipped_steps", self.skipped_steps.float())
+        if self.log_due():
+            self.log("train/skipped_steps", self.skipped_steps.float())
         self._consecutive_skips = self._consecutive_skips + 1 if self._skipped_this_iteration else 0
         if self._consecutive_skips >= self.max_consecutive_skips:
             raise RuntimeError(

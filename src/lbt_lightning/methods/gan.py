@@ -53,4 +53,5 @@ class GAN(GenerativeModule):
         self.optimizer_step_on(d_opt, d_loss)
         g_loss = objectives.g_loss(self.discriminator(self.fake(real.shape[0])))
         self.generator_step(g_opt, g_loss)
-        self.log_dict({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)
+        if self.log_due():
+            self.log_dict({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)

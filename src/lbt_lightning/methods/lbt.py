@@ -25,9 +25,13 @@ class LBT(Teaching, GenerativeModule):
         estimator_steps: n_est blocks of K steps per iteration (ring 2, grid and images 3).
         inner_optimizer: ``"adam"`` (the paper's, β1 0.5) or ``"sgd"``.
         first_order: Drop the Hessian terms of the unroll (ablation).
-        unroll_backend: ``"eager"`` (autograd) or ``"compiled"`` (torch.func + torch.compile:
-            1.35x faster ring iterations on 2 CPU cores, the same results to float32 rounding;
-            the first iteration compiles, for minutes with a cold cache; see README "Results").
+        unroll_backend: ``"auto"`` (default): compiled when the fit has at least
+            :data:`~lbt_lightning.methods.teacher.AUTO_COMPILE_MIN_ITERATIONS` (2,000) teaching
+            iterations left, where the compile pays for itself, else eager; an estimator
+            torch.compile cannot handle falls back to eager with one warning. ``"eager"``
+            (autograd) or ``"compiled"`` (torch.func + torch.compile; the same results to
+            float32 rounding; the first iteration compiles, for a minute or more with a cold
+            Inductor cache; see README "Results").
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
         max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
@@ -81,5 +85,6 @@ class LBT(Teaching, GenerativeModule):
             self.record_skip()
         teach_loss = self.teaching_loss(real)
         self.generator_step(self.optimizers(), teach_loss)
-        self.log_dict({"train/e_loss": e_loss, "train/teach_loss": teach_loss.detach()}, prog_bar=True)
-        self.log("train/g_loss", teach_loss.detach())  # the total generator loss, as in every method
+        if self.log_due():
+            self.log_dict({"train/e_loss": e_loss, "train/teach_loss": teach_loss.detach()}, prog_bar=True)
+            self.log("train/g_loss", teach_loss.detach())  # the total generator loss, as in every method

@@ -76,6 +76,7 @@ class LBTGAN(Teaching, GenerativeModule):
             unroll_backend=unroll_backend,
         )
         self.discriminator = discriminator
+        self._teaching_logs: dict[str, Tensor] = {}
         self.gan_weight, self.warmup_iterations, self.teach_every = gan_weight, warmup_iterations, teach_every
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
@@ -107,7 +108,7 @@ class LBTGAN(Teaching, GenerativeModule):
         g_opt, d_opt = self.optimizers()
         n = real.shape[0]
         teaching = self.teaching(int(self.iteration))
-        logs = {}
+        logs = self._teaching_logs  # the latest teaching iteration's losses
         if teaching:
             logs["train/e_loss"], updated = self.teacher.update(
                 self.fakes(n, grad=False), reduce_grads=self.reduce_estimator_grads
@@ -123,6 +124,6 @@ class LBTGAN(Teaching, GenerativeModule):
             g_loss = g_loss + teach_loss
             logs["train/teach_loss"] = teach_loss.detach()
         self.generator_step(g_opt, g_loss)
-        logs |= {"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}
-        self.log("train/gan_loss", gan_loss.detach())
-        self.log_dict(logs, prog_bar=True)
+        if self.log_due():
+            self.log("train/gan_loss", gan_loss.detach())
+            self.log_dict(logs | {"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)

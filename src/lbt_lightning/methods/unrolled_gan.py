@@ -145,4 +145,5 @@ class UnrolledGAN(GenerativeModule):
         self.optimizer_step_on(d_opt, d_loss)
         g_loss = self.unrolled_loss(real, self.fake(n), getattr(d_opt, "optimizer", d_opt))
         self.generator_step(g_opt, g_loss)
-        self.log_dict({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)
+        if self.log_due():
+            self.log_dict({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)
