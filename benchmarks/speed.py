@@ -215,7 +215,7 @@ def main(argv=None) -> dict:
         for label in ("LBT", "LBT-GAN"):
             median = {b: results[(label, b, 5)]["iteration"]["median_ms"] for b in ("eager", "compiled")}
             costs = compile_costs(METHODS[label], args.threads)
-            report["compile"][label] = {"costs": costs, "break_even_iterations": break_even(costs, **median)}
+            report["compile"][label] = {"costs": costs, "break_even_iterations": break_even(costs, *median.values())}
     report["machine"]["load_average_after"] = machine().get("load_average_1_5_15min")
     print_table(report)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,7 @@ def test_a_copy_compiles_its_own_functions_for_its_own_estimator():
     fast = fast_for(teacher, compile_backend="aot_eager")
     copied = copy.deepcopy({"estimator": teacher.estimator, "fast": fast})
     assert copied["fast"].estimator is copied["estimator"]
-    assert copied["fast"]._fns["teaching"] is not fast._fns["teaching"]
+    assert copied["fast"]._functions("cpu")["teaching"] is not fast._functions("cpu")["teaching"]
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
