@@ -17,7 +17,7 @@ def test_profiler_events_fall_into_their_categories(benchmark_script):
         "aten::addmm": "matmul",
         "aten::mm": "matmul",
         "aten::normal_": "random",
-        "## Call CompiledFxGraph f3236syc6vvm ##": "compiled kernels",
+        "## Call CompiledFxGraph f3236syc6vvm ##": "compiled graphs",
         "TorchDynamo Cache Lookup": "compile runtime",
         "Optimizer.step#Adam.step": "optimizers",
         "autograd::engine::evaluate_function: AddmmBackward0": "autograd engine",

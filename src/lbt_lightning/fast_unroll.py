@@ -60,6 +60,9 @@ class CompiledUnroll(UnrollBackend):
             are static: one batch size, K fixed); it is not offered through ``unroll_backend``
             because the teaching gradients outlive the next graph replay, which CUDA graph trees
             may overwrite: ``benchmarks/gpu_check.py`` tries it and reports a failure as such.
+        cpp_wrapper: Inductor's ``cpp_wrapper`` (the compiled graphs called from C++, not
+            Python); None: on CPU only, where it saves 3-4 ms of a 55 ms ring LBT iteration for
+            3 s more compilation. The profiler then no longer sees the graphs' matmuls apart.
     """
 
     def __init__(
@@ -72,9 +75,11 @@ class CompiledUnroll(UnrollBackend):
         compiled: bool = True,
         compile_backend: str = "inductor",
         mode: str | None = None,
+        cpp_wrapper: bool | None = None,
     ):
         super().__init__(estimator, inner_optimizer=inner_optimizer, first_order=first_order, adam=adam)
         self.compiled, self.compile_backend, self.mode = compiled, compile_backend, mode
+        self.cpp_wrapper = cpp_wrapper
         self.compile_seconds: dict[str, float] = {}
         self._build()
 
@@ -98,9 +103,7 @@ class CompiledUnroll(UnrollBackend):
                 from torch._inductor import list_mode_options  # imported on use: a heavy import
 
                 options = (list_mode_options(self.mode) if self.mode else {}) | {"fallback_random": True}
-                if device_type == "cpu":
-                    # the graphs' wrappers in C++, not Python: 3-4 ms less per ring iteration
-                    # (README "Results"), 3 s more compilation
+                if self.cpp_wrapper if self.cpp_wrapper is not None else device_type == "cpu":
                     options["cpp_wrapper"] = True
                 kwargs |= {"mode": None, "options": options}
             fns = {name: torch.compile(fn, **kwargs) for name, fn in fns.items()}
