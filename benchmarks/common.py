@@ -1,5 +1,6 @@
 """Shared by the benchmarks: models from the shipped configs, a quiet Trainer, machine facts."""
 
+import json
 import logging
 import os
 import platform
@@ -78,6 +79,18 @@ def machine() -> dict:
     if hasattr(os, "getloadavg"):
         info["load_average_1_5_15min"] = [round(x, 2) for x in os.getloadavg()]
     return info
+
+
+def machine_line(info: dict) -> str:
+    """One line for the top of a benchmark's output: when, on what, how busy."""
+    return f"{info['date']}  {info['cpu']}  {info['torch_threads']} threads  load {info.get('load_average_1_5_15min')}"
+
+
+def write_report(report: dict, path, **json_options) -> None:
+    """``report`` as indented JSON at ``path`` (``benchmarks/results`` created if missing)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1, **json_options)
 
 
 class Stopwatch:

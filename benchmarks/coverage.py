@@ -11,14 +11,13 @@ budget on a shared machine); the default budget takes about an hour on a free 2-
 """
 
 import argparse
-import json
 import multiprocessing
 import statistics
 import time
 
 import pytorch_lightning as pl
 import torch
-from common import METHODS, RESULTS, build, machine, trainer
+from common import METHODS, RESULTS, build, machine, trainer, write_report
 
 from lbt_lightning.metrics import ModeCoverage
 
@@ -174,9 +173,7 @@ def main(argv=None) -> None:
     info["load_average_after"] = machine().get("load_average_1_5_15min")
     rows = table(runs)
     print_table(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"machine": info, "settings": settings, "table": rows, "runs": runs}, f, indent=1)
+    write_report({"machine": info, "settings": settings, "table": rows, "runs": runs}, args.out)
     png = args.out.removesuffix(".json") + ".png"
     plot(runs, png)
     print(f"wrote {args.out} and {png} in {info['total_wall_s'] / 60:.1f} min")

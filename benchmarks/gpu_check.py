@@ -19,14 +19,13 @@ Prints one table and writes ``benchmarks/results/gpu_check.json``.
 """
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 
 import pytorch_lightning as pl
 import torch
-from common import RESULTS, ROOT, Stopwatch, build, machine, summary, trainer
+from common import RESULTS, ROOT, Stopwatch, build, machine, summary, trainer, write_report
 from probes import IterationTimer
 
 from lbt_lightning.data import SyntheticImages
@@ -231,9 +230,7 @@ def main(argv=None) -> dict:
     add_ratios(rows)
     report |= {"rows": rows, "seconds": time.perf_counter() - start}
     print_table(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
+    write_report(report, args.out)
     print(f"wrote {args.out} ({report['seconds']:.0f} s)")
     return report
 

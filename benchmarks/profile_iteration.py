@@ -20,12 +20,11 @@ Prints a table and writes ``benchmarks/results/profile.json``.
 """
 
 import argparse
-import json
 import time
 
 import pytorch_lightning as pl
 import torch
-from common import RESULTS, Stopwatch, build, machine, summary, trainer
+from common import RESULTS, Stopwatch, build, machine, machine_line, summary, trainer, write_report
 from probes import IterationTimer
 from torch.profiler import ProfilerActivity, profile
 
@@ -168,15 +167,13 @@ def main(argv=None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     info = machine()
-    print(f"{info['date']}  {info['cpu']}  {info['torch_threads']} threads  load {info.get('load_average_1_5_15min')}")
+    print(machine_line(info))
     rows = [measure(m, b, args.iterations, args.warmup) for m in args.methods for b in args.backends]
     info["load_average_after"] = machine().get("load_average_1_5_15min")
     print("ms per iteration (median; profiler categories: self time per iteration in a profiled run)")
     print(markdown(rows))
     report = {"machine": info, "settings": vars(args), "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
+    write_report(report, args.out)
     print(f"wrote {args.out}")
     return report
 

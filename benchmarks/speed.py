@@ -18,7 +18,7 @@ import tempfile
 import time
 
 import torch
-from common import METHODS, RESULTS, Stopwatch, build, machine, summary, trainer
+from common import METHODS, RESULTS, Stopwatch, build, machine, machine_line, summary, trainer, write_report
 from probes import FlopCount, IterationTimer, PeakMemory, median_time, peak_matmul_flops
 
 # LBT's iteration, split: Teacher.update, Teacher.loss (the K-step unroll), generator_step (its backward)
@@ -175,7 +175,7 @@ def main(argv=None) -> dict:
         return {}
 
     info = machine()
-    print(f"{info['date']}  {info['cpu']}  {info['torch_threads']} threads  load {info.get('load_average_1_5_15min')}")
+    print(machine_line(info))
     entries = {}
     for label, method in METHODS.items():
         for backend in args.backends if "LBT" in label else ["eager"]:
@@ -218,9 +218,7 @@ def main(argv=None) -> dict:
             report["compile"][label] = {"costs": costs, "break_even_iterations": break_even(costs, *median.values())}
     report["machine"]["load_average_after"] = machine().get("load_average_1_5_15min")
     print_table(report)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
+    write_report(report, args.out)
     print(f"wrote {args.out}")
     return report
 

@@ -21,7 +21,6 @@ highest KL after them (a GAN that drops modes on its way shows here). Writes
 """
 
 import argparse
-import json
 import multiprocessing
 import shlex
 import statistics
@@ -29,7 +28,7 @@ import time
 
 import pytorch_lightning as pl
 import torch
-from common import RESULTS, build, machine, trainer
+from common import RESULTS, build, machine, trainer, write_report
 
 from lbt_lightning.demo import coverage
 from lbt_lightning.metrics import ModeCoverage
@@ -236,8 +235,7 @@ def main(argv=None) -> None:
     text = table(runs)
     print("\n" + text)
     out = args.out
-    with open(out, "w") as f:
-        json.dump({"machine": info, "settings": settings, "table": text, "runs": runs}, f, indent=1, default=str)
+    write_report({"machine": info, "settings": settings, "table": text, "runs": runs}, out, default=str)
     plot(runs, out.removesuffix(".json") + ".png")
     print(f"wrote {out} and its .png in {info['total_wall_s'] / 60:.1f} min")
 
