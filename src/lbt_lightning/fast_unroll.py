@@ -81,9 +81,6 @@ class CompiledUnroll(UnrollBackend):
         self.compiled, self.compile_backend, self.mode = compiled, compile_backend, mode
         self.cpp_wrapper = cpp_wrapper
         self.compile_seconds: dict[str, float] = {}
-        self._build()
-
-    def _build(self) -> None:
         self._fns: dict[str, dict[str, Callable]] = {}  # per device type, built on first use
 
     def _functions(self, device_type: str) -> dict[str, Callable]:
@@ -116,7 +113,7 @@ class CompiledUnroll(UnrollBackend):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._build()
+        self._fns = {}
 
     def _call(self, name: str, *args):
         """The (compiled) function ``name`` on ``args``; its first compiled call is timed and logged."""

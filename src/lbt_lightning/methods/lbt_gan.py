@@ -87,16 +87,15 @@ class LBTGAN(Teaching, GenerativeModule):
         taught = iteration - self.warmup_iterations  # 1 at the first teaching iteration
         return taught >= 1 and (taught - 1) % self.teach_every == 0
 
+    def _teaching_iterations_up_to(self, iteration: int) -> int:
+        taught = iteration - self.warmup_iterations
+        return 0 if taught < 1 else (taught - 1) // self.teach_every + 1
+
     def teaching_iterations_left(self) -> float:
         left, done = self.iterations_left(), int(self.iteration)
         if left == float("inf"):
             return left
-        first = max(done + 1, self.warmup_iterations + 1)  # teaching iterations in (done, done + left]
-        last = done + int(left)
-        if last < first:
-            return 0
-        start = self.warmup_iterations + 1
-        return (last - start) // self.teach_every - (first - 1 - start) // self.teach_every
+        return self._teaching_iterations_up_to(done + int(left)) - self._teaching_iterations_up_to(done)
 
     def configure_optimizers(self):
         return adversarial_optimizers(self)
