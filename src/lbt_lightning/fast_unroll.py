@@ -166,7 +166,7 @@ class CompiledUnroll(UnrollBackend):
 
     def update(self, params, state, sample_fake, steps, lr, reduce_grads: ReduceGrads | None = None) -> Unrolled:
         with torch.no_grad():
-            fakes = [x.detach() for x in draw(sample_fake, steps)]
+            fakes = draw(sample_fake, steps)
             phi, m, v, t = self._flat(params, state)
             for x in fakes:
                 if reduce_grads is None:  # one compiled call per step

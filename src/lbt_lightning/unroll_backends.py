@@ -115,7 +115,7 @@ class EagerUnroll(UnrollBackend):
             fakes = iter(draw(sample_fake, steps))
         with torch.enable_grad():  # the inner gradients need a graph even when the caller has none
             return objectives.unroll(
-                objectives.log_likelihood(self.estimator, lambda: next(fakes).detach()),
+                objectives.log_likelihood(self.estimator, lambda: next(fakes)),
                 params,
                 state,
                 steps=steps,

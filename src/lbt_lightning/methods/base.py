@@ -20,6 +20,11 @@ def injected(*names: str) -> list[str]:
     return [] if _given_hyperparameters.get() is not None else list(names)
 
 
+def _distributed() -> bool:
+    """Whether this process is one of several in an initialised process group."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def _uses_batch_statistics(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm) and (module.training or not module.track_running_stats)
 
@@ -169,13 +174,12 @@ class GenerativeModule(pl.LightningModule):
     def reduce_estimator_grads(self) -> ReduceGrads | None:
         """:meth:`all_reduce_mean` under DDP, None on one process (the estimator's update then
         runs each step as one compiled call with ``unroll_backend: compiled``)."""
-        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        return self.all_reduce_mean if distributed else None
+        return self.all_reduce_mean if _distributed() else None
 
     def all_reduce_mean(self, tensors: list[Tensor]) -> list[Tensor]:
         """Average tensors over DDP ranks (identity on one process). Used for updates that do not
         go through DDP's gradient hooks, e.g. the estimator's ``autograd.grad`` update."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not _distributed():
             return tensors
         flat = torch.cat([t.reshape(-1) for t in tensors])
         dist.all_reduce(flat)
