@@ -3,6 +3,7 @@
 from lbt_lightning.networks.classifier import DigitClassifier
 from lbt_lightning.networks.dcgan import DCGANDiscriminator, DCGANGenerator
 from lbt_lightning.networks.mlp import MLP, MLPDiscriminator, MLPGenerator
+from lbt_lightning.networks.pacgan import MaxoutDiscriminator, PacGANGenerator
 from lbt_lightning.networks.smnist import SMNISTDiscriminator, SMNISTGenerator
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "MLP",
     "MLPDiscriminator",
     "MLPGenerator",
+    "MaxoutDiscriminator",
+    "PacGANGenerator",
     "SMNISTDiscriminator",
     "SMNISTGenerator",
 ]
