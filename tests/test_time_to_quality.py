@@ -33,7 +33,7 @@ def test_goals_are_the_first_evaluation_that_reaches_them(ttq):
         (1200, 12, 8, 8, 0.95, 0.01),
     ]
     curve = [dict(zip(keys, p, strict=True)) for p in points]
-    s = ttq.summarise(curve, num_modes=8, settle=500)
+    s = ttq.summarise(curve, num_modes=8, settle_s=5)
     assert (s["all_modes"]["cpu_s"], s["hq80"]["cpu_s"], s["hq90"]["cpu_s"], s["kl05"]["cpu_s"]) == (6, 6, 9, 6)
     assert s["min_modes_pacgan"] == 6 and s["max_kl"] == 0.2 and s["best_hq"] == 0.95
 
@@ -41,3 +41,5 @@ def test_goals_are_the_first_evaluation_that_reaches_them(ttq):
 def test_a_malformed_run_is_refused(ttq):
     with pytest.raises(SystemExit):
         ttq.main(["--runs", "moon:gan"])
+    with pytest.raises(SystemExit):
+        ttq.main(["--runs", "ring:gan", "--settle", "1.5"])
