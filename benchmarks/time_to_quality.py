@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/time_to_quality.py [--runs ring:gan ring:lbt_gan_fast ...] [--seeds 0 1 2]
-        [--budget 300] [--every 100] [--jobs 2] [--set='--model.init_args.gan_weight=1.0 ...']
+    python benchmarks/time_to_quality.py [--suite main|grid25|ring] [--runs ring:gan ring:lbt_gan_fast ...]
+        [--seeds 0 1 2] [--budget 300] [--every 100] [--jobs 2] [--set='--model.init_args.gan_weight=1.0 ...']
 
 Each run trains ``experiments/<folder>/<config>.yaml`` (over ``experiments/trainer.yaml``) in one
 process on one torch thread and evaluates every ``--every`` iterations on fresh samples (2,500;
@@ -17,7 +17,8 @@ Reported per run: CPU seconds (and iterations) until (a) all modes under the Pac
 and (c) 90% HQ, (d) KL <= 0.05, each the first evaluation that reaches it, or "not reached" with
 the best value; the lowest PacGAN mode count after the first ``--settle`` fraction of the run's
 CPU budget (default 10%) and the highest KL after it (a GAN that drops modes on its way shows here). Writes
-``benchmarks/results/time_to_quality.json`` and ``.png`` (modes and % HQ against CPU seconds).
+``benchmarks/results/time_to_quality[_<suite>].json`` and ``.png`` (modes and % HQ against CPU
+seconds). ``--suite`` picks the default runs, seeds, evaluation period and output (``SUITES``).
 """
 
 import argparse
@@ -41,14 +42,36 @@ DATASETS = {
     "grid100": ("grid", []),  # PAPER.md §5.1: 10x10, spacing 0.2, σ 0.01
 }
 GOALS = {"all_modes": "all modes (PacGAN rule)", "hq80": "80% HQ", "hq90": "90% HQ", "kl05": "KL <= 0.05"}
-# What README "Results" ran: the paper configs and the fast ones; the GANs get 120 CPU s on the ring,
-# the LBT methods 150 s (the goals ask for 300 s; the fast ones reach them well before 150 s), 60 s each
-# on the grids.
-DEFAULT_RUNS = [
-    *(f"ring:{c}@120" for c in ("gan", "gan_fast", "unrolled_gan")),
-    *(f"ring:{c}@150" for c in ("lbt", "lbt_fast", "lbt_gan", "lbt_gan_fast")),
-    *(f"{d}:{c}@60" for d in ("grid25", "grid100") for c in ("gan", "unrolled_gan", "lbt", "lbt_gan", "lbt_gan_fast")),
-]
+# Named sets of runs, each with its seeds, evaluation period and output (benchmarks/results/):
+# - main: the paper configs and the fast ones on the ring (GANs 120 CPU s, LBT methods 150 s) and
+#   on the paper's 100-grid (60 s each);
+# - grid25: every method with PacGAN's 2-D networks on the 25-grid, 10 CPU minutes each, on seeds
+#   other than the one their settings were chosen on (docs/time_to_quality.md);
+# - ring: the fast GAN against the fast LBT-GAN configs on the ring, on seeds not used to choose them.
+SUITES = {
+    "main": {
+        "runs": [
+            *(f"ring:{c}@120" for c in ("gan", "gan_fast", "unrolled_gan")),
+            *(f"ring:{c}@150" for c in ("lbt", "lbt_fast", "lbt_gan", "lbt_gan_fast")),
+            *(f"grid100:{c}@60" for c in ("gan", "unrolled_gan", "lbt", "lbt_gan", "lbt_gan_fast")),
+        ],
+        "seeds": [0, 1, 2],
+        "every": 100,
+        "out": "time_to_quality.json",
+    },
+    "grid25": {
+        "runs": [f"grid25:{c}25_fast@600" for c in ("gan", "unrolled_gan", "lbt", "lbt_gan")],
+        "seeds": [1, 2, 3],
+        "every": 1000,
+        "out": "time_to_quality_grid25.json",
+    },
+    "ring": {
+        "runs": ["ring:gan_fast@120", "ring:lbt_gan_fast@120"],
+        "seeds": [5, 6, 7],
+        "every": 100,
+        "out": "time_to_quality_ring.json",
+    },
+}
 
 
 def reached(point: dict, num_modes: int) -> dict[str, bool]:
@@ -198,20 +221,24 @@ def plot(runs: list[dict], path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--runs", nargs="+", default=DEFAULT_RUNS, help="data:config[@CPU s], e.g. ring:lbt_gan_fast or ring:gan@120"
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--suite", choices=sorted(SUITES), default="main", help="default runs, seeds, --every, --out")
+    parser.add_argument("--runs", nargs="+", help="data:config[@CPU s], e.g. ring:lbt_gan_fast or ring:gan@120")
+    parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--budget", type=float, default=300.0, help="training CPU seconds of a run without @seconds")
     parser.add_argument("--max-iterations", type=int, default=1_000_000)
-    parser.add_argument("--every", type=int, default=100, help="evaluation period in iterations")
+    parser.add_argument("--every", type=int, help="evaluation period in iterations")
     parser.add_argument(
         "--settle", type=float, default=0.1, help="min modes / max KL count after this fraction of the CPU budget"
     )
     parser.add_argument("--jobs", type=int, default=2, help="single-thread runs in parallel (at most 2 on 2 cores)")
     parser.add_argument("--set", default="", help="CLI overrides for every run: --set='--key=value --key2=value2'")
-    parser.add_argument("--out", default=str(RESULTS / "time_to_quality.json"))
+    parser.add_argument("--out")
     args = parser.parse_args(argv)
+    suite = SUITES[args.suite]
+    for key in ("runs", "seeds", "every"):
+        if getattr(args, key) is None:
+            setattr(args, key, suite[key])
+    args.out = args.out or str(RESULTS / suite["out"])
     if not 0 <= args.settle < 1:
         parser.error(f"--settle: a fraction of the budget in [0, 1), got {args.settle}")
     for run in args.runs:
@@ -223,7 +250,8 @@ def main(argv=None) -> None:
     settings = vars(args)
     tasks = [(run, seed, settings) for run in args.runs for seed in args.seeds]
     info = machine()
-    print(f"{info['date']}: {len(tasks)} runs, <= {args.budget:.0f} CPU s each, {args.jobs} at a time, "
+    longest = max(float(run.partition("@")[2] or args.budget) for run in args.runs)
+    print(f"{info['date']}: {len(tasks)} runs, <= {longest:.0f} CPU s each, {args.jobs} at a time, "
           f"load {info.get('load_average_1_5_15min')}", flush=True)  # fmt: skip
     start = time.perf_counter()
     if args.jobs == 1:
