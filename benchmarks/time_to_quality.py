@@ -47,7 +47,8 @@ GOALS = {"all_modes": "all modes (PacGAN rule)", "hq80": "80% HQ", "hq90": "90% 
 #   on the paper's 100-grid (60 s each);
 # - grid25: every method with PacGAN's 2-D networks on the 25-grid, 10 CPU minutes each, on seeds
 #   other than the one their settings were chosen on (docs/time_to_quality.md);
-# - ring: the fast GAN against the fast LBT-GAN configs on the ring, on seeds not used to choose them.
+# - ring: the fast GAN against the fast LBT-GAN configs (teach_every 10 and 20) on the ring, on seeds
+#   not used to choose them.
 SUITES = {
     "main": {
         "runs": [
@@ -66,7 +67,7 @@ SUITES = {
         "out": "time_to_quality_grid25.json",
     },
     "ring": {
-        "runs": ["ring:gan_fast@120", "ring:lbt_gan_fast@120"],
+        "runs": ["ring:gan_fast@120", "ring:lbt_gan_fast@120", "ring:lbt_gan_fast_te20@120"],
         "seeds": [5, 6, 7],
         "every": 100,
         "out": "time_to_quality_ring.json",
