@@ -31,7 +31,7 @@ format: install
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
 demo: install
-	$(BIN)/python -m lbt_lightning.demo
+	$(BIN)/python -m lbt_lightning.programs.demo
 
 bench: install
 	$(BIN)/python benchmarks/speed.py

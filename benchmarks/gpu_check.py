@@ -29,10 +29,10 @@ from common import RESULTS, ROOT, Stopwatch, build, machine, summary, trainer, w
 from probes import IterationTimer
 
 from lbt_lightning.data import SyntheticImages
-from lbt_lightning.fast_unroll import CompiledUnroll
 from lbt_lightning.methods import LBT
+from lbt_lightning.unroll.compiled import CompiledUnroll
 
-DEVICE_TESTS = ["tests/test_devices.py", "tests/test_unroll.py", "tests/test_fast_unroll.py"]
+DEVICE_TESTS = ["tests/test_devices.py", "tests/test_unroll.py", "tests/test_compiled_unroll.py"]
 METHODS = [("GAN", "eager"), ("LBT", "eager"), ("LBT", "compiled"), ("LBT-GAN", "eager"), ("LBT-GAN", "compiled")]
 CONFIG = {"GAN": "gan", "LBT": "lbt", "LBT-GAN": "lbt_gan"}
 PAPER_ITERATIONS, PAPER_WARMUP = 300_000, 3_000  # PAPER.md §6 and §2.1 point 7 (CIFAR-10 LBT-GAN)

@@ -28,8 +28,8 @@ from common import RESULTS, Stopwatch, build, machine, machine_line, summary, tr
 from probes import IterationTimer
 from torch.profiler import ProfilerActivity, profile
 
-from lbt_lightning import objectives
-from lbt_lightning.fast_unroll import CompiledUnroll
+from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll.compiled import CompiledUnroll
 
 CONFIGS = {"LBT": "lbt", "LBT-GAN": "lbt_gan"}
 PYTHON_WRAPPER = "compiled, Python wrapper"

@@ -31,8 +31,8 @@ import pytorch_lightning as pl
 import torch
 from common import RESULTS, build, machine, trainer, write_report
 
-from lbt_lightning.demo import coverage
 from lbt_lightning.metrics import ModeCoverage
+from lbt_lightning.programs.demo import coverage
 
 # data name: (config folder, data overrides)
 DATASETS = {

@@ -80,7 +80,7 @@ def quick_compile(monkeypatch):
     AOTAutograd, without Inductor's minutes of code generation on 2 CPU cores."""
     from functools import partial
 
-    from lbt_lightning.fast_unroll import CompiledUnroll
-    from lbt_lightning.methods import teacher
+    from lbt_lightning.unroll import teacher
+    from lbt_lightning.unroll.compiled import CompiledUnroll
 
     monkeypatch.setitem(teacher.BACKENDS, "compiled", partial(CompiledUnroll, compile_backend="aot_eager"))

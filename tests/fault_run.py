@@ -16,10 +16,10 @@ from paths import EXPERIMENTS
 from trainers import quiet_trainer
 
 from lbt_lightning.callbacks import IterationCheckpoint
-from lbt_lightning.checkpoint_io import AtomicCheckpointIO
-from lbt_lightning.cli import main
 from lbt_lightning.data import RingDataModule
 from lbt_lightning.estimators import VAE
+from lbt_lightning.lightning.checkpoint_io import AtomicCheckpointIO
+from lbt_lightning.lightning.cli import main
 from lbt_lightning.methods import LBTGAN
 from lbt_lightning.networks import MLPDiscriminator, MLPGenerator
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lbt_lightning import objectives
+from lbt_lightning.unroll import objectives
 
 ADAM_STEP = objectives.adam_step
 

@@ -14,9 +14,9 @@ from PIL import Image
 from trainers import quiet_trainer
 
 from lbt_lightning.callbacks import IterationCheckpoint
-from lbt_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_fits, load_checkpoint_file
 from lbt_lightning.data import RingDataModule
 from lbt_lightning.data.images import ImageFolderDataModule
+from lbt_lightning.lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_fits, load_checkpoint_file
 
 # ---- bad checkpoints ---------------------------------------------------------------------------
 

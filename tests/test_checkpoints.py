@@ -8,9 +8,9 @@ import yaml
 from paths import EXPERIMENTS
 from trainers import quiet_trainer
 
-from lbt_lightning import cli
-from lbt_lightning.cli import main
 from lbt_lightning.data import RingDataModule
+from lbt_lightning.lightning import cli
+from lbt_lightning.lightning.cli import main
 from lbt_lightning.methods import GAN, LBT, LBTGAN, UnrolledGAN
 
 # Narrow networks and short unrolls keep each fit at a second or two; the configs are otherwise as shipped.

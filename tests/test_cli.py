@@ -1,13 +1,14 @@
 """Every config instantiates through the CLI; bad input is refused; a short fit writes outputs."""
 
+import configparser
+import importlib
 import subprocess
 import sys
-from importlib.metadata import entry_points
 
 import pytest
-from paths import EXPERIMENTS
+from paths import EXPERIMENTS, ROOT
 
-from lbt_lightning.cli import lightning_main, main
+from lbt_lightning.lightning.cli import lightning_main, main
 from lbt_lightning.methods.base import GenerativeModule
 
 TRAINER = str(EXPERIMENTS / "trainer.yaml")
@@ -101,8 +102,17 @@ def test_one_method_config_alone_trains_with_the_default_callbacks(tmp_cwd):
 
 
 def test_console_scripts_point_at_the_cli():
-    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.dist.name == "lbt-lightning"}
-    assert scripts == {"lightning": "lbt_lightning.cli:lightning_main", "lbt": "lbt_lightning.cli:main"}
+    """setup.cfg's console scripts (what an install puts on PATH) name the CLI's two functions."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    lines = config["options.entry_points"]["console_scripts"].strip().splitlines()
+    scripts = dict(line.replace(" ", "").split("=") for line in lines)
+    assert scripts == {
+        "lightning": "lbt_lightning.lightning.cli:lightning_main",
+        "lbt": "lbt_lightning.lightning.cli:main",
+    }
+    module, _, name = scripts["lbt"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main
 
 
 def test_python_m_lists_subcommands():

@@ -5,7 +5,7 @@ import json
 import pytest
 from paths import EXPERIMENTS
 
-from lbt_lightning import demo
+from lbt_lightning.programs import demo
 
 
 def test_demo_prints_progress_table_and_writes_png(tmp_cwd, capsys):

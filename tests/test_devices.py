@@ -10,12 +10,12 @@ from test_methods import changed
 from test_unroll import TinyGenerator, make_teacher
 from trainers import quiet_trainer
 
-from lbt_lightning import objectives
 from lbt_lightning.data import RingDataModule, SyntheticImages
 from lbt_lightning.estimators import VAE
 from lbt_lightning.methods import GAN, LBT, LBTGAN, UnrolledGAN
 from lbt_lightning.metrics import ModeCoverage, StackedMNISTModes
 from lbt_lightning.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from lbt_lightning.unroll import objectives
 
 METHODS = {"gan": GAN, "lbt": LBT, "lbt_gan": LBTGAN, "unrolled_gan": UnrolledGAN}
 

@@ -11,8 +11,8 @@ import torch
 from paths import EXPERIMENTS, MNIST_DIR, needs_mnist
 
 from lbt_lightning.callbacks import ModeCoverageCallback, StackedMNISTModesCallback
-from lbt_lightning.cli import main
 from lbt_lightning.data.evaluation import RankShard, SampleIndices
+from lbt_lightning.lightning.cli import main
 from lbt_lightning.methods import GAN, LBTGAN
 from lbt_lightning.networks.classifier import DigitClassifier, save_classifier
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from paths import EXPERIMENTS, ROOT
 
-from lbt_lightning.cli import main
 from lbt_lightning.estimators import DensityEstimator
+from lbt_lightning.lightning.cli import main
 
 EXAMPLES = ROOT / "examples"
 FILES = ["custom_estimator.py", "custom_estimator.yaml", "custom_method.py", "custom_method.yaml"]
@@ -93,8 +93,8 @@ def test_hard_example_loss_is_the_same_on_the_compiled_backend(compile_backend, 
     from custom_method import HardExampleLBT
 
     from lbt_lightning.estimators import GaussianMixture
-    from lbt_lightning.fast_unroll import CompiledUnroll
     from lbt_lightning.networks import MLPGenerator
+    from lbt_lightning.unroll.compiled import CompiledUnroll
 
     real, results = torch.randn(16, 2), []
     for compiled in (False, True):

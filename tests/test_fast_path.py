@@ -13,14 +13,14 @@ from test_unroll import TinyGenerator, make_teacher
 from torch import nn
 from trainers import quiet_trainer
 
-from lbt_lightning import objectives
 from lbt_lightning.data import RingDataModule
 from lbt_lightning.estimators import VAE, Flow
-from lbt_lightning.fast_unroll import CompileError
 from lbt_lightning.methods import LBT, LBTGAN
-from lbt_lightning.methods.teacher import AUTO_COMPILE_MIN_ITERATIONS
 from lbt_lightning.networks import DCGANGenerator, MLPDiscriminator, MLPGenerator
-from lbt_lightning.unroll_backends import FakeBatches
+from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll.backends import FakeBatches
+from lbt_lightning.unroll.compiled import CompileError
+from lbt_lightning.unroll.teacher import AUTO_COMPILE_MIN_ITERATIONS
 
 
 def per_parameter_unroll(objective, params, state, steps, lr, inner_optimizer, first_order, create_graph):

@@ -15,13 +15,13 @@ import torch
 from paths import EXPERIMENTS
 from pytorch_lightning.strategies import DDPStrategy
 
-from lbt_lightning.checkpoint_io import load_checkpoint_file
+from lbt_lightning.lightning.checkpoint_io import load_checkpoint_file
 
 # Children fork from a server that has imported Lightning once: a restart costs ~50 ms, not a
 # 3-10 s interpreter start, so ten kills fit in the default test run. (The server does not see
 # tests/ on sys.path: the packages are preloaded, fault_run is imported by each child.)
 FORKSERVER = multiprocessing.get_context("forkserver")
-PRELOAD = ("callbacks", "checkpoint_io", "cli", "data", "estimators", "methods", "networks")
+PRELOAD = ("callbacks", "data", "estimators", "lightning.checkpoint_io", "lightning.cli", "methods", "networks")
 FORKSERVER.set_forkserver_preload(["pytorch_lightning", *(f"lbt_lightning.{m}" for m in PRELOAD)])
 
 

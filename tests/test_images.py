@@ -17,8 +17,8 @@ from torchvision.datasets import CIFAR10
 
 from lbt_lightning.callbacks import fid as fid_module
 from lbt_lightning.callbacks.fid import ImageQuality, inception_cache_path, to_uint8
-from lbt_lightning.cli import main
 from lbt_lightning.data.images import CIFAR10DataModule, EndlessBatches, ImageFolderDataModule, UInt8Images
+from lbt_lightning.lightning.cli import main
 from lbt_lightning.networks import DCGANDiscriminator, DCGANGenerator
 
 TRAINER = str(EXPERIMENTS / "trainer.yaml")

@@ -6,9 +6,9 @@ from pytorch_lightning.callbacks import ProgressBar
 
 from lbt_lightning.callbacks import IterationProgressBar, MetricsTable, ModeCoverageCallback
 from lbt_lightning.callbacks.progress import without_progress_bars
-from lbt_lightning.cli import main
 from lbt_lightning.data import RingDataModule
 from lbt_lightning.estimators import GaussianMixture
+from lbt_lightning.lightning.cli import main
 from lbt_lightning.methods import LBT
 from lbt_lightning.networks import MLPGenerator
 

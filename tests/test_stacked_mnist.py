@@ -14,7 +14,6 @@ from paths import MNIST_DIR, needs_mnist
 from pytorch_lightning.loggers import CSVLogger, Logger
 from torch import nn
 
-from lbt_lightning import classifier as classifier_cli
 from lbt_lightning.callbacks import SampleGrid, StackedMNISTModesCallback
 from lbt_lightning.callbacks import sample_grid as sample_grid_module
 from lbt_lightning.data import StackedMNISTDataModule
@@ -24,6 +23,7 @@ from lbt_lightning.methods import GAN
 from lbt_lightning.metrics import StackedMNISTModes
 from lbt_lightning.networks import DigitClassifier, SMNISTDiscriminator, SMNISTGenerator
 from lbt_lightning.networks.classifier import load_classifier, save_classifier
+from lbt_lightning.programs import classifier as classifier_cli
 
 FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -210,7 +210,7 @@ def test_networks_shapes_and_arguments():
 
 
 def test_missing_classifier_checkpoint_names_the_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m lbt_lightning.classifier"):
+    with pytest.raises(FileNotFoundError, match="python -m lbt_lightning.programs.classifier"):
         load_classifier(tmp_path / "none.pt")
 
 

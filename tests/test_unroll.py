@@ -7,10 +7,10 @@ import torch
 from gradcheck import assert_matches_finite_differences
 from torch import nn
 
-from lbt_lightning import objectives
 from lbt_lightning.estimators import VAE
-from lbt_lightning.fast_unroll import CompiledUnroll
-from lbt_lightning.methods.teacher import Teacher
+from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll.compiled import CompiledUnroll
+from lbt_lightning.unroll.teacher import Teacher
 
 
 class TinyGenerator(nn.Module):

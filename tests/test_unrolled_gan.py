@@ -8,9 +8,9 @@ from gradcheck import assert_matches_finite_differences
 from test_methods import changed, fit
 from test_unroll import TinyGenerator
 
-from lbt_lightning import objectives
 from lbt_lightning.methods import UnrolledGAN
 from lbt_lightning.networks import MLPDiscriminator, MLPGenerator
+from lbt_lightning.unroll import objectives
 
 
 def make_model(inner_optimizer="adam", steps=3, generator_loss="minimax"):

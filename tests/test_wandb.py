@@ -12,7 +12,7 @@ wandb = pytest.importorskip("wandb")
 from wandb.proto import wandb_internal_pb2  # noqa: E402
 
 from lbt_lightning.callbacks.save_config import WANDB_CONFIG_FILE  # noqa: E402
-from lbt_lightning.cli import main  # noqa: E402
+from lbt_lightning.lightning.cli import main  # noqa: E402
 
 BLOCK, HEADER = 32768, 7  # LevelDB log format: 32 KiB blocks of chunks with a 7-byte header
 FULL, LAST = 1, 4  # chunk types; FIRST (2) and MIDDLE (3) continue a record

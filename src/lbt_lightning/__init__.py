@@ -1,1 +1,31 @@
-"""Learning by Teaching (LBT) for PyTorch Lightning."""
+"""Learning by Teaching (LBT) for PyTorch Lightning.
+
+The folders are the architecture::
+
+    estimators/  DensityEstimator (base.py), VAE, GaussianMixture, Flow: explicit densities p_φ(x)
+    networks/    generators, discriminators, the digit classifier: plain nn.Modules
+    unroll/      objectives.py (pure functions: GAN losses, the K-step unroll, the teaching loss),
+                 backends.py (the interface and the eager backend), compiled.py (torch.func +
+                 torch.compile), teacher.py (the estimator and its one Adam state),
+                 twin_optimizer.py (a torch.optim step as a function, for the Unrolled GAN)
+    methods/     GenerativeModule (base.py), GAN, LBT, LBTGAN, UnrolledGAN: the algorithms
+    data/        LightningDataModules: ring and grid, Stacked MNIST, CIFAR-10, image folders
+    metrics/     torchmetrics Metrics: 2-D mode coverage, Stacked MNIST modes
+    callbacks/   thin: pl_module.sample(n) -> metric or plot -> logger; checkpoints, progress
+    lightning/   the glue to Lightning: cli.py (``lightning``/``lbt``), checkpoint_io.py,
+                 precision.py, optim.py, loggers.py
+    programs/    ``python -m lbt_lightning.programs.demo`` (``make demo``) and
+                 ``python -m lbt_lightning.programs.classifier`` (the Stacked MNIST classifier)
+    trainer.yaml the default config every command reads first (experiments/trainer.yaml links here)
+    __main__.py  ``python -m lbt_lightning``
+
+Where this departs from DESIGN.md's layout, and why: ``objectives.py`` sits in
+``unroll/`` with the code that grew around it (two backends, the Teacher that holds the
+estimator's state, the Unrolled GAN's twin optimizer), so that the unroll is one folder rather
+than five files in two places; ``cli.py`` sits in ``lightning/`` with the other modules that
+exist only to fit Lightning (``python -m lbt_lightning`` and the console scripts are unchanged);
+and the programs a user runs are in ``programs/`` rather than beside the library modules. The
+public import paths of configs and user code are those of the folders above:
+``lbt_lightning.methods.LBTGAN``, ``lbt_lightning.estimators.VAE``, ``lbt_lightning.networks.*``,
+``lbt_lightning.data.*``, ``lbt_lightning.callbacks.*``.
+"""

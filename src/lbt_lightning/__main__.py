@@ -1,6 +1,6 @@
 """``python -m lbt_lightning fit --config ...``."""
 
-from lbt_lightning.cli import main
+from lbt_lightning.lightning.cli import main
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ from pathlib import Path
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from lbt_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError
+from lbt_lightning.lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError
 
 
 class IterationCheckpoint(ModelCheckpoint):
@@ -19,9 +19,9 @@ class IterationCheckpoint(ModelCheckpoint):
     ``fit --ckpt_path <dir>/last.ckpt``; load the model with ``Method.load_from_checkpoint(path)``.
 
     Writes are atomic: unless the Trainer has a checkpoint plugin of its own, Lightning's default
-    is replaced by :class:`~lbt_lightning.checkpoint_io.AtomicCheckpointIO`, so a kill during a
+    is replaced by :class:`~lbt_lightning.lightning.checkpoint_io.AtomicCheckpointIO`, so a kill during a
     write leaves the previous complete file. A failed write (e.g. a full disk) stops training
-    with a :class:`~lbt_lightning.checkpoint_io.CheckpointError` naming the folder. When training
+    with a :class:`~lbt_lightning.lightning.checkpoint_io.CheckpointError` naming the folder. When training
     stops on an error, rank 0 names the last complete checkpoint and ends the ranks it launched.
 
     Arguments:

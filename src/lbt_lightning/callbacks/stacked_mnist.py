@@ -14,10 +14,10 @@ class StackedMNISTModesCallback(SampleEvaluator):
     logged as ``val/modes`` and ``val/kl`` (``test/*`` in test).
 
     The classifier checkpoint is read in ``setup``, not at construction, so configs instantiate
-    without it; make it with ``python -m lbt_lightning.classifier`` (see its docstring).
+    without it; make it with ``python -m lbt_lightning.programs.classifier`` (see its docstring).
 
     Arguments:
-        classifier_path: Checkpoint written by ``python -m lbt_lightning.classifier``.
+        classifier_path: Checkpoint written by ``python -m lbt_lightning.programs.classifier``.
         every_n_iterations: Evaluation period.
         num_samples: Samples per evaluation over all ranks (PAPER.md §5.2: 26,000).
         batch_size: Samples drawn and classified at once.

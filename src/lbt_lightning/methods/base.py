@@ -6,9 +6,9 @@ import torch.distributed as dist
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
-from lbt_lightning.checkpoint_io import CheckpointError, check_fits
-from lbt_lightning.precision import check_precision, full_precision
-from lbt_lightning.unroll_backends import FakeBatches, ReduceGrads
+from lbt_lightning.lightning.checkpoint_io import CheckpointError, check_fits
+from lbt_lightning.lightning.precision import check_precision, full_precision
+from lbt_lightning.unroll.backends import FakeBatches, ReduceGrads
 
 
 def injected(*names: str) -> list[str]:

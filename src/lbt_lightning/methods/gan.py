@@ -3,9 +3,9 @@
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from lbt_lightning import objectives
+from lbt_lightning.lightning.optim import adversarial_optimizers
 from lbt_lightning.methods.base import GenerativeModule, injected
-from lbt_lightning.optim import adversarial_optimizers
+from lbt_lightning.unroll import objectives
 
 
 class GAN(GenerativeModule):

@@ -6,9 +6,9 @@ from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from lbt_lightning.estimators.base import DensityEstimator
+from lbt_lightning.lightning.optim import build_optimizer
 from lbt_lightning.methods.base import GenerativeModule, injected
-from lbt_lightning.methods.teacher import Teacher, Teaching
-from lbt_lightning.optim import build_optimizer
+from lbt_lightning.unroll.teacher import Teacher, Teaching
 
 
 class LBT(Teaching, GenerativeModule):
@@ -26,12 +26,12 @@ class LBT(Teaching, GenerativeModule):
         inner_optimizer: ``"adam"`` (the paper's, β1 0.5) or ``"sgd"``.
         first_order: Drop the Hessian terms of the unroll (ablation).
         unroll_backend: ``"auto"`` (default): compiled when the fit has at least
-            :data:`~lbt_lightning.methods.teacher.AUTO_COMPILE_MIN_ITERATIONS` (2,000) teaching
+            :data:`~lbt_lightning.unroll.teacher.AUTO_COMPILE_MIN_ITERATIONS` (2,000) teaching
             iterations left, where the compile pays for itself, else eager; an estimator
             torch.compile cannot handle falls back to eager with one warning. ``"eager"``
             (autograd) or ``"compiled"`` (torch.func + torch.compile; the same results to
             float32 rounding; the first iteration compiles, for a minute or more with a cold
-            Inductor cache; see README "Results").
+            Inductor cache; see docs/results.md).
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
         max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.

@@ -5,11 +5,11 @@ from typing import Literal
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from lbt_lightning import objectives
 from lbt_lightning.estimators.base import DensityEstimator
+from lbt_lightning.lightning.optim import adversarial_optimizers
 from lbt_lightning.methods.base import GenerativeModule, injected
-from lbt_lightning.methods.teacher import Teacher, Teaching
-from lbt_lightning.optim import adversarial_optimizers
+from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll.teacher import Teacher, Teaching
 
 
 class LBTGAN(Teaching, GenerativeModule):

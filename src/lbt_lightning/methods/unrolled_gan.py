@@ -7,11 +7,11 @@ from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from lbt_lightning import objectives
+from lbt_lightning.lightning.optim import build_optimizer
+from lbt_lightning.lightning.precision import full_precision
 from lbt_lightning.methods.base import GenerativeModule, injected
-from lbt_lightning.optim import build_optimizer
-from lbt_lightning.precision import full_precision
-from lbt_lightning.twin_optimizer import SUPPORTED, TwinOptimizer
+from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll.twin_optimizer import SUPPORTED, TwinOptimizer
 
 GeneratorLoss = Literal["minimax", "non_saturating"]
 GENERATOR_LOSSES = ("minimax", "non_saturating")
@@ -23,7 +23,7 @@ class UnrolledGAN(GenerativeModule):
     steps of that same optimizer from the just-updated θ_D and its current state (Adam's m, v,
     t; SGD's momentum) on the same real and fake batch, with the full second-order terms.
 
-    The unrolled steps are :class:`~lbt_lightning.twin_optimizer.TwinOptimizer`: the real
+    The unrolled steps are :class:`~lbt_lightning.unroll.twin_optimizer.TwinOptimizer`: the real
     optimizer's own formulas, descending ``d_loss`` as the real step does, differentiated through
     every moment as the authors' Keras Adam is. (``torch.optim.Adam`` adds ε after the
     bias-corrected square root, Keras before the bias correction: a difference only for
@@ -128,7 +128,7 @@ class UnrolledGAN(GenerativeModule):
 
         Returns:
             f(θ_D^K) = -d_loss (``minimax``) or the non-saturating loss at θ_D^K, computed in the
-            discriminator's dtype also under autocast (``lbt_lightning.precision``).
+            discriminator's dtype also under autocast (``lbt_lightning.lightning.precision``).
         """
         dtype = next(self.discriminator.parameters()).dtype
         with full_precision(real.device):

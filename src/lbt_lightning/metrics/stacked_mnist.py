@@ -23,7 +23,7 @@ class StackedMNISTModes(Metric):
 
     Arguments:
         classifier: A :class:`DigitClassifier`, or the path of a checkpoint written by
-            ``python -m lbt_lightning.classifier``; None when only labels are passed to ``update``.
+            ``python -m lbt_lightning.programs.classifier``; None when only labels are passed to ``update``.
         batch_size: Images classified at once (bounds memory for 26,000 samples).
 
     References:

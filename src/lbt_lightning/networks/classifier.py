@@ -67,7 +67,7 @@ def save_classifier(classifier: DigitClassifier, path: str | os.PathLike, **info
 
 
 def load_classifier(path: str | os.PathLike) -> DigitClassifier:
-    """The classifier saved at ``path`` by ``python -m lbt_lightning.classifier``, in eval mode, frozen.
+    """The classifier saved at ``path`` by ``python -m lbt_lightning.programs.classifier``, in eval mode, frozen.
 
     Raises:
         FileNotFoundError: naming ``path`` and the command that creates it.
@@ -75,7 +75,7 @@ def load_classifier(path: str | os.PathLike) -> DigitClassifier:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"digit classifier checkpoint {path} not found; train one with "
-            f"`python -m lbt_lightning.classifier --root <mnist folder> --out {path}`"
+            f"`python -m lbt_lightning.programs.classifier --root <mnist folder> --out {path}`"
         )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     classifier = DigitClassifier(checkpoint["arch"])

@@ -1,15 +1,15 @@
-"""Train the MNIST digit classifier used to count Stacked MNIST modes: ``python -m lbt_lightning.classifier``.
+"""Train the MNIST digit classifier used to count Stacked MNIST modes: ``python -m lbt_lightning.programs.classifier``.
 
 Users (internet or the full MNIST files in --root) train on the 60,000 training digits and validate on
 the 10,000 test digits::
 
-    python -m lbt_lightning.classifier --root data/mnist --download --out checkpoints/smnist_classifier.pt
+    python -m lbt_lightning.programs.classifier --root data/mnist --download --out checkpoints/smnist_classifier.pt
 
 Offline, with only the MNIST test set (as on the development machine and in the tests), train on 8,000
 test digits and validate on the other 2,000 (a seeded split; the held-out indices go into the
 checkpoint)::
 
-    python -m lbt_lightning.classifier --root ../shared/data/mnist --train-on test \
+    python -m lbt_lightning.programs.classifier --root ../shared/data/mnist --train-on test \
         --out checkpoints/smnist_classifier.pt
 """
 
@@ -98,7 +98,9 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lbt_lightning.classifier", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lbt_lightning.programs.classifier", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--root", required=True, help="folder with the MNIST IDX files (.gz or not)")
     parser.add_argument("--out", required=True, help="checkpoint path, e.g. checkpoints/smnist_classifier.pt")
     parser.add_argument("--download", action="store_true", help="download MNIST into --root with torchvision")

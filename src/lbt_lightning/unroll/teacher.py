@@ -8,18 +8,18 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
-from lbt_lightning import objectives
 from lbt_lightning.estimators.base import DensityEstimator
-from lbt_lightning.fast_unroll import CompiledUnroll, CompileError
-from lbt_lightning.objectives import INNER_OPTIMIZERS, Criterion, InnerState
-from lbt_lightning.precision import full_precision
-from lbt_lightning.unroll_backends import EagerUnroll, UnrollBackend
+from lbt_lightning.lightning.precision import full_precision
+from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll.backends import EagerUnroll, UnrollBackend
+from lbt_lightning.unroll.compiled import CompiledUnroll, CompileError
+from lbt_lightning.unroll.objectives import INNER_OPTIMIZERS, Criterion, InnerState
 
 BACKENDS: dict[str, type[UnrollBackend]] = {"eager": EagerUnroll, "compiled": CompiledUnroll}
 UNROLL_BACKENDS = ("auto", *BACKENDS)
 AUTO_COMPILE_MIN_ITERATIONS = 2000
 """``unroll_backend="auto"`` compiles for a fit with at least this many teaching iterations left:
-the break-even against a cold Inductor cache on the ring, rounded up (README "Results")."""
+the break-even against a cold Inductor cache on the ring, rounded up (docs/results.md, "Compile cost")."""
 
 
 class Teacher(nn.Module):
@@ -30,9 +30,9 @@ class Teacher(nn.Module):
     generator's teaching loss: a fresh differentiable K-step unroll at ``unroll_lr`` from the
     just-updated (φ, m, v, t), never written back, evaluated on real data.
 
-    Both go through ``self.backend``, an :class:`~lbt_lightning.unroll_backends.UnrollBackend`
+    Both go through ``self.backend``, an :class:`~lbt_lightning.unroll.backends.UnrollBackend`
     chosen by ``unroll_backend``: ``"eager"`` (autograd), ``"compiled"``
-    (:class:`~lbt_lightning.fast_unroll.CompiledUnroll`: torch.func + torch.compile, the same
+    (:class:`~lbt_lightning.unroll.compiled.CompiledUnroll`: torch.func + torch.compile, the same
     numbers to float32 rounding, the first iteration compiles), or ``"auto"``: eager until
     :meth:`plan` is told how many teaching iterations a fit has left, compiled from then on
     when they are at least :data:`AUTO_COMPILE_MIN_ITERATIONS`; an estimator (or a platform)
@@ -144,7 +144,7 @@ class Teacher(nn.Module):
         """
         steps = self.estimator_steps * self.unroll_steps
         params = objectives.detached_params(self.estimator)
-        with full_precision(self.t.device):  # float32 under bf16-mixed (lbt_lightning.precision)
+        with full_precision(self.t.device):  # float32 under bf16-mixed (lbt_lightning.lightning.precision)
             result = self._run("update", params, self.state(), sample_fake, steps, self.estimator_lr, reduce_grads)
         tensors = [result.value, *result.params.values(), *result.state.m.values()]
         finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors)))

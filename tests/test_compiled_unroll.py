@@ -7,11 +7,11 @@ import torch
 from test_methods import changed, fit
 from test_unroll import TinyGenerator, make_teacher
 
-from lbt_lightning import objectives
 from lbt_lightning.estimators import VAE, Flow
-from lbt_lightning.fast_unroll import CompiledUnroll
 from lbt_lightning.methods import LBT
 from lbt_lightning.networks import MLPGenerator
+from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll.compiled import CompiledUnroll
 
 
 def fast_for(teacher, **kwargs):

@@ -9,9 +9,9 @@ from torch import Tensor, nn
 from torch._dynamo.exc import TorchDynamoException
 from torch.func import functional_call, grad_and_value
 
-from lbt_lightning import objectives
-from lbt_lightning.objectives import FLAT, AdamConfig, Criterion, InnerState, Params, Unrolled
-from lbt_lightning.unroll_backends import ReduceGrads, UnrollBackend, draw
+from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll.backends import ReduceGrads, UnrollBackend, draw
+from lbt_lightning.unroll.objectives import FLAT, AdamConfig, Criterion, InnerState, Params, Unrolled
 
 COMPILE_ERRORS: tuple[type[Exception], ...] = (TorchDynamoException,)
 try:

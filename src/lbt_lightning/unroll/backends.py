@@ -1,6 +1,6 @@
 """How LBT's unroll is computed: one interface, an eager (autograd) and a compiled implementation.
 
-:class:`~lbt_lightning.methods.teacher.Teacher` builds one backend at construction
+:class:`~lbt_lightning.unroll.teacher.Teacher` builds one backend at construction
 (``unroll_backend``) and calls only :meth:`UnrollBackend.update` and :meth:`UnrollBackend.loss`.
 
 Both draw the ``steps`` fake batches of a pass first, before the estimator's own noise (the
@@ -14,8 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from lbt_lightning import objectives
-from lbt_lightning.objectives import INNER_OPTIMIZERS, AdamConfig, Criterion, InnerState, Params, Unrolled
+from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll.objectives import INNER_OPTIMIZERS, AdamConfig, Criterion, InnerState, Params, Unrolled
 
 ReduceGrads = Callable[[list[Tensor]], list[Tensor]]
 

@@ -12,12 +12,12 @@ from pytorch_lightning.cli import LightningCLI
 from lbt_lightning.callbacks.progress import without_progress_bars
 from lbt_lightning.callbacks.sample_writer import SampleWriter
 from lbt_lightning.callbacks.save_config import LoggerSaveConfigCallback
-from lbt_lightning.checkpoint_io import CheckpointError, check_method, load_checkpoint_file
+from lbt_lightning.lightning.checkpoint_io import CheckpointError, check_method, load_checkpoint_file
 from lbt_lightning.methods.base import GenerativeModule
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # The one source of the Trainer defaults (experiments/trainer.yaml links to it); shipped in the package.
-DEFAULT_CONFIG = Path(__file__).with_name("trainer.yaml")
+DEFAULT_CONFIG = Path(__file__).parents[1] / "trainer.yaml"
 SAMPLE_WRITER = "lbt_lightning.callbacks.SampleWriter"
 
 

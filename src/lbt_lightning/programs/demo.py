@@ -1,6 +1,6 @@
 """The main job (``make demo``): GAN, LBT-GAN and LBT on the paper's ring under one CPU-time budget.
 
-Usage: ``python -m lbt_lightning.demo [--seed 12345] [--budget 60] [--jobs 2] [--out demo_out]
+Usage: ``python -m lbt_lightning.programs.demo [--seed 12345] [--budget 60] [--jobs 2] [--out demo_out]
 [--methods GAN LBT-GAN LBT] [extra CLI arguments for every run]``.
 
 Every method trains its fast ring config (``experiments/ring/{gan,lbt_gan,lbt}_fast.yaml``: one
@@ -100,7 +100,7 @@ class DemoMonitor(pl.Callback):
 
 def train(task: tuple) -> dict:
     """Fit one method through the CLI in this process; return its curve and final samples."""
-    from lbt_lightning.cli import main as cli_main
+    from lbt_lightning.lightning.cli import main as cli_main
 
     name, experiments, out, seed, budget, evaluations, extra = task
     torch.set_num_threads(1)
@@ -117,7 +117,7 @@ def train(task: tuple) -> dict:
             f"--trainer.logger.init_args.save_dir={out}",
             f"--trainer.logger.init_args.name={name.lower()}",
             "--trainer.enable_progress_bar=false",
-            "--trainer.callbacks+=lbt_lightning.demo.DemoMonitor",
+            "--trainer.callbacks+=lbt_lightning.programs.demo.DemoMonitor",
             f"--trainer.callbacks.init_args.budget_s={budget}",
             f"--trainer.callbacks.init_args.evaluations={evaluations}",
             f"--trainer.callbacks.init_args.name={name}",
@@ -244,8 +244,8 @@ def run(argv: list[str] | None = None) -> list[dict]:
     tasks = [(m, args.experiments, args.out, args.seed, args.budget, args.evaluations, extra) for m in args.methods]
     print(f"demo: {', '.join(args.methods)} on the ring, {args.budget:.0f} CPU s each, seed {args.seed}, "
           f"{args.jobs} at a time", flush=True)  # fmt: skip
-    # The package's function, not __main__'s: `python -m lbt_lightning.demo` would pickle the latter.
-    from lbt_lightning.demo import train as train_one
+    # The package's function, not __main__'s: `python -m lbt_lightning.programs.demo` would pickle the latter.
+    from lbt_lightning.programs.demo import train as train_one
 
     if args.jobs == 1:
         results = [train_one(t) for t in tasks]
