@@ -40,7 +40,7 @@ bench: install
 profile: install
 	$(BIN)/python benchmarks/profile_iteration.py
 
-# Time to quality (README Results): about 45 minutes with two single-thread processes.
+# Time to quality (docs/results.md): about 45 minutes with two single-thread processes.
 bench-quality: install
 	$(BIN)/python benchmarks/time_to_quality.py
 

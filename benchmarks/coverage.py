@@ -6,7 +6,7 @@ Every run trains one method from its shipped config for ``--budget`` seconds of 
 protocol, 3σ) on fresh samples ``--evaluations`` times along the way. Writes
 ``benchmarks/results/coverage.json`` (every evaluation with its iteration, training, wall and CPU
 seconds) and ``coverage.png`` next to it (modes and % HQ against training time), and prints a mean ± sd table
-at the end of the budget. README "Results" used ``--budget 60 --backend compiled`` (a reduced
+at the end of the budget. docs/results.md used ``--budget 60 --backend compiled`` (a reduced
 budget on a shared machine); the default budget takes about an hour on a free 2-core machine.
 """
 
