@@ -52,7 +52,9 @@ def test_ddp_replicas_are_identical(method, backend, tmp_path):
         *SMALL[method],
         *([f"--model.init_args.unroll_backend={backend}"] if method != "gan" else []),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), "OMP_NUM_THREADS": "1"}
+    # tests/ for ddp_dump, ahead of (not instead of) a PYTHONPATH that may be how the package is found
+    python_path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]

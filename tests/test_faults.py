@@ -173,7 +173,8 @@ def ddp_command(folder: Path, marker: Path, iterations: int, signal: str, timeou
 def test_dead_ddp_rank_ends_the_job_and_the_same_command_resumes(signal, timeout, limit, tmp_path):
     marker, iterations = tmp_path / "killed", 8
     command = ddp_command(tmp_path, marker, iterations, signal, timeout)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    python_path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path, "OMP_NUM_THREADS": "1"}
     first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     ended = time.time()
     killed_at = float(marker.read_text().split()[0])
