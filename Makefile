@@ -40,9 +40,12 @@ bench: install
 profile: install
 	$(BIN)/python benchmarks/profile_iteration.py
 
-# Time to quality (docs/results.md): about 45 minutes with two single-thread processes.
+# Time to quality (docs/results.md), two single-thread processes: the ring and the 100-grid (about
+# 45 minutes), the 25-grid with PacGAN's networks (about 65), the ring on unseen seeds (about 10).
 bench-quality: install
 	$(BIN)/python benchmarks/time_to_quality.py
+	$(BIN)/python benchmarks/time_to_quality.py --suite grid25
+	$(BIN)/python benchmarks/time_to_quality.py --suite ring
 
 # One prepared GPU check (<= 8 min on one GPU): device tests on cuda, ms/iteration and memory, 300k projection.
 gpu-check: install
