@@ -125,11 +125,16 @@ def summarise(curve: list[dict], num_modes: int, settle_s: float) -> dict:
     return out
 
 
+def split_run(run: str, default_budget: float) -> tuple[str, float]:
+    """``data:config[@CPU s]`` -> (``data:config``, its CPU-second budget)."""
+    name, _, budget = run.partition("@")
+    return name, float(budget) if budget else default_budget
+
+
 def one_run(task: tuple) -> dict:
     run, seed, args = task
     torch.set_num_threads(1)
-    run, _, budget = run.partition("@")
-    budget = float(budget) if budget else args["budget"]
+    run, budget = split_run(run, args["budget"])
     data_name, config = run.split(":")
     folder, data_overrides = DATASETS[data_name]
     eager = ["--model.init_args.unroll_backend=eager"] if "lbt" in config else []  # minutes cannot amortise a compile
@@ -251,7 +256,7 @@ def main(argv=None) -> None:
     settings = vars(args)
     tasks = [(run, seed, settings) for run in args.runs for seed in args.seeds]
     info = machine()
-    longest = max(float(run.partition("@")[2] or args.budget) for run in args.runs)
+    longest = max(split_run(run, args.budget)[1] for run in args.runs)
     print(f"{info['date']}: {len(tasks)} runs, <= {longest:.0f} CPU s each, {args.jobs} at a time, "
           f"load {info.get('load_average_1_5_15min')}", flush=True)  # fmt: skip
     start = time.perf_counter()

@@ -9,6 +9,14 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a test's ``python -m lbt_lightning`` child process: one torch thread,
+    and tests/ (for the test-only callbacks the child imports) ahead of, not instead of, the
+    caller's PYTHONPATH, which may be how the package itself is found."""
+    python_path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": python_path, "OMP_NUM_THREADS": "1"}
+
+
 def _mnist_dir() -> Path:
     """The real MNIST test set: $LBT_MNIST_DIR, else ../shared/data/mnist next to the repository,
     else /work/shared/data/mnist (where this project's machines keep it)."""

@@ -1,12 +1,11 @@
 """Two CPU processes (gloo) through Lightning's DDP: replicas stay identical, metrics use both ranks."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from paths import EXPERIMENTS, ROOT
+from paths import EXPERIMENTS, child_env
 
 CONFIGS = {"gan": "ring/gan.yaml", "lbt": "ring/lbt.yaml", "lbt_gan": "ring/lbt_gan.yaml"}
 SMALL = {
@@ -52,9 +51,7 @@ def test_ddp_replicas_are_identical(method, backend, tmp_path):
         *SMALL[method],
         *([f"--model.init_args.unroll_backend={backend}"] if method != "gan" else []),
     ]  # fmt: skip
-    # tests/ for ddp_dump, ahead of (not instead of) a PYTHONPATH that may be how the package is found
-    python_path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": python_path, "OMP_NUM_THREADS": "1"}
+    env = child_env()  # tests/ for ddp_dump
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]

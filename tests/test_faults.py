@@ -1,7 +1,6 @@
 """Process faults: SIGKILL at any moment (bit-exact resume), a dead or hung DDP rank (the job ends)."""
 
 import multiprocessing
-import os
 import random
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import fault_run
 import pytest
 import torch
-from paths import EXPERIMENTS
+from paths import EXPERIMENTS, child_env
 from pytorch_lightning.strategies import DDPStrategy
 
 from lbt_lightning.lightning.checkpoint_io import load_checkpoint_file
@@ -173,8 +172,7 @@ def ddp_command(folder: Path, marker: Path, iterations: int, signal: str, timeou
 def test_dead_ddp_rank_ends_the_job_and_the_same_command_resumes(signal, timeout, limit, tmp_path):
     marker, iterations = tmp_path / "killed", 8
     command = ddp_command(tmp_path, marker, iterations, signal, timeout)
-    python_path = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": python_path, "OMP_NUM_THREADS": "1"}
+    env = child_env()  # tests/ for fault_run
     first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     ended = time.time()
     killed_at = float(marker.read_text().split()[0])
