@@ -68,7 +68,7 @@ class Budget(pl.Callback):
 
     def evaluate(self, pl_module) -> None:
         self.metric.reset()
-        self.metric.update(pl_module.sample(self.num_samples).cpu())
+        self.metric.update(pl_module.sample_indexed(torch.arange(self.num_samples)).cpu())
         values = {k: float(v) for k, v in self.metric.compute().items()}
         self.curve.append({"iteration": int(pl_module.iteration), **self.spent, **values})
 

@@ -105,7 +105,7 @@ class Evaluate(pl.Callback):
             trainer.should_stop = self.cpu_s >= self.budget
 
     def evaluate(self, pl_module) -> None:
-        samples = pl_module.sample(self.num_samples).cpu()
+        samples = pl_module.sample_indexed(torch.arange(self.num_samples)).cpu()
         point = {"iteration": int(pl_module.iteration), "cpu_s": self.cpu_s, "wall_s": self.wall_s}
         self.curve.append(point | coverage(self.metric, samples))
 

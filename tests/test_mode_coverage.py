@@ -20,7 +20,7 @@ def reference(samples: np.ndarray, centers: np.ndarray, sigma: float, k: float =
             hq += 1
     p = counts / max(counts.sum(), 1)
     kl = sum(pi * math.log(pi * len(p)) for pi in p if pi > 0) if counts.sum() else math.inf
-    return {"modes": int((counts >= min_count).sum()), "hq": hq / len(samples), "kl": kl}
+    return {"modes": int((counts >= min_count).sum()), "hq": hq / len(samples), "kl": kl, "nonfinite": 0}
 
 
 def compute(samples, centers, sigma, **kw):
@@ -50,14 +50,14 @@ def test_sample_at_3_1_sigma_is_not_hq():
     inside = centers[:1] + np.array([[2.9 * sigma, 0.0]])
     outside = centers[1:2] + np.array([[0.0, 3.1 * sigma]])
     got = compute(np.concatenate([inside, outside]), centers, sigma)
-    assert got == pytest.approx({"modes": 1.0, "hq": 0.5, "kl": math.log(8)})
+    assert got == pytest.approx({"modes": 1.0, "hq": 0.5, "kl": math.log(8), "nonfinite": 0.0})
 
 
 def test_uniform_histogram_has_zero_kl_and_all_modes():
     centers = ring()
     samples = np.repeat(centers, 10, axis=0)
     got = compute(samples, centers, 0.02)
-    assert got == pytest.approx({"modes": 8.0, "hq": 1.0, "kl": 0.0}, abs=1e-6)
+    assert got == pytest.approx({"modes": 8.0, "hq": 1.0, "kl": 0.0, "nonfinite": 0.0}, abs=1e-6)
 
 
 def test_min_count_pacgan_rule():
@@ -90,6 +90,7 @@ def test_state_sums_across_updates_like_ddp():
     b.update(torch.tensor(samples[400:]).float())
     a.counts += b.counts
     a.total += b.total
+    a.nonfinite += b.nonfinite
     assert {k: float(v) for k, v in a.compute().items()} == pytest.approx(compute(samples, centers, sigma))
 
 
@@ -102,7 +103,14 @@ def test_bad_arguments_are_named(kwargs, field):
         ModeCoverage(torch.zeros(2, 2), **kwargs)
 
 
-def test_nan_samples_are_refused():
-    metric = ModeCoverage(torch.zeros(2, 2), 0.1)
-    with pytest.raises(ValueError, match="NaN"):
-        metric.update(torch.tensor([[float("nan"), 0.0]]))
+def test_nan_samples_are_counted_never_hq_and_do_not_crash():
+    centers, sigma = ring(), 0.02
+    bad = np.array([[np.nan, 0.0], [np.inf, 1.0], [0.0, -np.inf]])
+    samples = np.concatenate([np.repeat(centers, 10, axis=0), bad])  # 80 HQ, 3 non-finite
+    got = compute(samples, centers, sigma)
+    assert got == pytest.approx({"modes": 8.0, "hq": 80 / 83, "kl": 0.0, "nonfinite": 3.0}, abs=1e-6)
+
+
+def test_an_empty_metric_is_nan_not_the_best_value():
+    got = {k: float(v) for k, v in ModeCoverage(torch.tensor(ring()).float(), 0.02).compute().items()}
+    assert got["modes"] == 0 and math.isnan(got["hq"]) and math.isnan(got["kl"])

@@ -84,12 +84,26 @@ def test_metric_classifies_each_channel_in_order():
     assert metric.counts.nonzero().flatten().tolist() == [321, 509]  # c1 + 10 c2 + 100 c3
 
 
-@pytest.mark.parametrize(
-    "bad", [torch.tensor([[1, 2, 10]]), torch.tensor([1, 2, 3]), torch.full((2, 3, 28, 28), math.nan)]
-)
-def test_metric_refuses_bad_input(bad):
+@pytest.mark.parametrize("bad", [torch.tensor([[1, 2, 10]]), torch.tensor([1, 2, 3])])
+def test_metric_refuses_bad_labels(bad):
     with pytest.raises(ValueError):
         StackedMNISTModes(PixelDigits()).update(bad)
+
+
+def test_nan_images_are_counted_and_left_out_of_the_histogram():
+    digits = torch.tensor([[1, 2, 3], [1, 2, 3]])
+    images = (digits.float() / 10).view(2, 3, 1, 1).expand(2, 3, 28, 28).clone()
+    images[1, 2, 5, 5] = math.nan
+    metric = StackedMNISTModes(PixelDigits())
+    metric.update(images)
+    metric.update(torch.full((2, 3, 28, 28), math.inf))  # a batch with nothing to classify
+    got = {k: float(v) for k, v in metric.compute().items()}
+    assert got == pytest.approx({"modes": 1.0, "kl": math.log(1000), "nonfinite": 3.0})
+
+
+def test_an_empty_metric_is_nan_not_the_best_value():
+    got = StackedMNISTModes().compute()
+    assert float(got["modes"]) == 0 and math.isnan(float(got["kl"]))
 
 
 @needs_mnist
@@ -256,7 +270,7 @@ def test_callbacks_log_modes_kl_and_image_grids(tmp_path, monkeypatch):
         callbacks=[modes, grid], enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
     )  # fmt: skip
     trainer.fit(GAN(SMNISTGenerator(), SMNISTDiscriminator()), dm)
-    assert set(modes.last) == {"val/modes", "val/kl"} and 1 <= modes.last["val/modes"] <= 250
+    assert set(modes.last) == {"val/modes", "val/kl", "val/nonfinite"} and 1 <= modes.last["val/modes"] <= 250
     assert grid.last_path.name == "grid_0000002.png" and grid.last_path.is_file()
     assert ImageLogger.images[-1] == ("val/samples", [str(grid.last_path)], 2)
     assert added == [("val/samples", (3, 3 * 30 + 2, 4 * 30 + 2))]

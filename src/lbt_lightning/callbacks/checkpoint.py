@@ -21,8 +21,10 @@ class IterationCheckpoint(ModelCheckpoint):
     Writes are atomic: unless the Trainer has a checkpoint plugin of its own, Lightning's default
     is replaced by :class:`~lbt_lightning.lightning.checkpoint_io.AtomicCheckpointIO`, so a kill during a
     write leaves the previous complete file. A failed write (e.g. a full disk) stops training
-    with a :class:`~lbt_lightning.lightning.checkpoint_io.CheckpointError` naming the folder. When training
-    stops on an error, rank 0 names the last complete checkpoint and ends the ranks it launched.
+    with a :class:`~lbt_lightning.lightning.checkpoint_io.CheckpointError` naming the folder. Rank 0
+    names every checkpoint on stderr once it is complete (one line a save), so the place to resume
+    from is on the screen even when the process is killed; when training stops on an error, it
+    names the last one again and ends the ranks it launched.
 
     Arguments:
         every_n_iterations: Save period in iterations, or None.
@@ -57,6 +59,12 @@ class IterationCheckpoint(ModelCheckpoint):
                 f"could not write checkpoint {Path(filepath).name!r} in {str(folder)!r} ({error.strerror or error}); "
                 "the checkpoints already there are intact. Free space there or set dirpath to another folder."
             ) from error
+        last = Path(filepath).stem == self.CHECKPOINT_NAME_LAST or not self.save_last
+        if getattr(self, "_fitting", False) and trainer.is_global_zero and last:
+            # Said now, when the file is complete: a process killed later (kill -9, or under DDP by
+            # Lightning's observer of a dead rank) never reaches on_exception.
+            module = trainer.lightning_module
+            print(f"iteration {int(module.iteration)}: the last complete checkpoint is {filepath}", file=sys.stderr)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         launcher = trainer.strategy.launcher

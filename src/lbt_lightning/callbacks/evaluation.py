@@ -14,9 +14,10 @@ class SampleEvaluator(EveryNIterations):
     """Scores generator samples with torchmetrics metrics whose sum-reduced states are synced over
     the DDP ranks at compute; every rank scores its own share of the samples.
 
-    - ``fit``: every ``every_n_iterations`` and at the last iteration, each rank draws
-      ``ceil(num_samples_for("validate") / world_size)`` samples with ``pl_module.sample``;
-      logged as ``val/*`` to the loggers at that iteration.
+    - ``fit``: every ``every_n_iterations`` and at the last iteration, the samples
+      ``0..num_samples_for("validate")-1`` of ``pl_module.sample_indexed``, each rank its chunks
+      (``pl_module.sample_chunks``); logged as ``val/*`` to the loggers at that iteration. These are
+      the samples, and so the numbers, of ``validate`` on that iteration's checkpoint.
     - ``validate`` (``lightning validate --ckpt_path ...``): the datamodule's sample-index batches
       go through ``validation_step`` (``pl_module.sample_indexed``); the samples of indices below
       ``num_samples_for("validate")`` are scored and logged as ``val/*``, which Lightning prints.
@@ -27,8 +28,6 @@ class SampleEvaluator(EveryNIterations):
     Arguments:
         every_n_iterations: Fit-time evaluation period in iterations.
     """
-
-    fit_batch_size: int | None = None  # samples drawn at once during fit; None: a rank's whole share
 
     def __init__(self, every_n_iterations: int = 500):
         super().__init__(every_n_iterations)
@@ -55,11 +54,9 @@ class SampleEvaluator(EveryNIterations):
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, iteration: int) -> None:
         num_samples = self.num_samples_for("validate")
         self.begin(trainer, pl_module, num_samples)
-        share = -(-num_samples // trainer.world_size)  # ceil: every rank draws its share
-        size = self.fit_batch_size or share
-        for start in range(0, share, size):
-            self.consume(pl_module.sample(min(size, share - start)))
-        self.num_evaluated = share * trainer.world_size
+        for samples in pl_module.sample_chunks(num_samples, trainer.global_rank, trainer.world_size):
+            self.consume(samples)
+        self.num_evaluated = num_samples
         self.last = {f"val/{k}": v for k, v in self.results().items()}
         log_metrics(trainer, pl_module, self.last, step=iteration)
 

@@ -14,6 +14,7 @@ from torchmetrics.image.fid import NoTrainInceptionV3
 
 from lbt_lightning.callbacks.evaluation import SampleEvaluator
 from lbt_lightning.callbacks.periodic import log_metrics
+from lbt_lightning.data.value_range import data_value_range, describe
 
 INCEPTION_FEATURES = (64, 192, 768, 2048)
 
@@ -54,10 +55,17 @@ def inception_weights(path: str | None, download: bool, timeout: float = 30.0) -
     return str(cached)
 
 
-def to_uint8(images: Tensor) -> Tensor:
-    """Images in [-1, 1] to uint8 [0, 255], rounded as torchvision's ``save_image`` does, so that
-    FID of tensors equals FID of the saved PNGs (and real images round-trip exactly)."""
-    return ((images + 1) * 127.5 + 0.5).clamp(0, 255).to(torch.uint8)
+IMAGE_RANGES = ((-1.0, 1.0), (0.0, 1.0))
+
+
+def to_uint8(images: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> Tensor:
+    """Images in ``value_range`` ((-1, 1) or (0, 1)) to uint8 [0, 255], rounded as torchvision's
+    ``save_image`` does, so that FID of tensors equals FID of the saved PNGs (and real images
+    round-trip exactly)."""
+    if tuple(value_range) not in IMAGE_RANGES:
+        raise ValueError(f"value_range must be one of {IMAGE_RANGES}, got {tuple(value_range)}")
+    low, high = value_range
+    return ((images - low) * (255 / (high - low)) + 0.5).clamp(0, 255).to(torch.uint8)
 
 
 class ImageQuality(SampleEvaluator):
@@ -72,8 +80,9 @@ class ImageQuality(SampleEvaluator):
     ``antialias=False``), 10,000 samples. The real statistics are computed once, from the first
     ``num_samples`` images of the datamodule's ``dataset``, and cached (per number of images). Under DDP every rank
     takes its share of real and fake images and torchmetrics sums the statistics over ranks.
-    During fit, samples use fixed noise (seed ``12345 + rank``) in a forked RNG: evaluations are
-    comparable and do not change the training run's random stream.
+    The generated images are those of ``pl_module.sample_indexed`` (fixed noise, the same at every
+    evaluation and in ``lightning validate``); they and the real ones are read in the datamodule's
+    ``value_range``, (-1, 1) or (0, 1).
 
     Arguments:
         every_n_iterations: Evaluation period in iterations.
@@ -87,7 +96,7 @@ class ImageQuality(SampleEvaluator):
             (``weights-inception-2015-12-05-6726825d.pth``); None uses the torch hub cache.
         download: Download the weights into the torch hub cache when missing. Offline without
             weights, setup fails with a message naming these options.
-        batch_size: Images per forward pass (generator and feature network).
+        batch_size: Real images loaded at once.
         kid_subset_size: KID subset size (capped at the number of images).
         test_num_samples: Generated (and real) images scored by ``lightning test``.
 
@@ -129,10 +138,17 @@ class ImageQuality(SampleEvaluator):
         self.test_num_samples = test_num_samples
         self.metrics: dict[str, Metric] = {}
         self.num_real = 0  # real images in the cached statistics
+        self.value_range = (-1.0, 1.0)  # the datamodule's, read in setup
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "predict":  # predict only writes samples: no weights or classifier needed
             return
+        self.value_range = data_value_range(trainer.datamodule, "ImageQuality")
+        if self.value_range not in IMAGE_RANGES:
+            raise ValueError(
+                f"ImageQuality needs images in [-1, 1] or [0, 1], but {type(trainer.datamodule).__name__}'s values "
+                f"lie on {describe(self.value_range)} (value_range)"
+            )
         path, error = None, None
         if not isinstance(self.feature, nn.Module):
             if trainer.local_rank == 0:  # one download per node; the other ranks then find the file
@@ -171,7 +187,7 @@ class ImageQuality(SampleEvaluator):
         self.prepare(pl_module.device, trainer.datamodule, num_samples, trainer.global_rank, trainer.world_size)
 
     def consume(self, samples: Tensor) -> None:
-        self.update(to_uint8(samples), real=False)
+        self.update(to_uint8(samples, self.value_range), real=False)
 
     def results(self) -> dict[str, float]:
         values = {"fid": float(self.metrics["fid"].compute())}
@@ -203,18 +219,12 @@ class ImageQuality(SampleEvaluator):
         self._num_fake = num_samples
 
     def compute(self, pl_module, datamodule, rank: int = 0, world_size: int = 1) -> dict[str, float]:
-        """``val/*`` values of ``num_samples`` samples of ``pl_module.sample`` (fixed noise) against
-        ``datamodule.dataset``; on every rank."""
-        device = pl_module.device
-        self.prepare(device, datamodule, self.num_samples, rank, world_size)
-        n = -(-self.num_samples // world_size)  # ceil: every rank draws its share
-        chunks = -(-n // self.batch_size)
-        size = -(-n // chunks)  # equal chunks: generator BatchNorm uses the statistics of each chunk
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(12345 + rank)
-            for start in range(0, n, size):
-                self.consume(pl_module.sample(size)[: n - start])
-        self.num_evaluated = n * world_size
+        """``val/*`` values of the samples ``0..num_samples-1`` of ``pl_module.sample_indexed``
+        against ``datamodule.dataset``, each rank its chunks; on every rank."""
+        self.prepare(pl_module.device, datamodule, self.num_samples, rank, world_size)
+        for samples in pl_module.sample_chunks(self.num_samples, rank, world_size):
+            self.consume(samples)
+        self.num_evaluated = self.num_samples
         return {f"val/{k}": v for k, v in self.results().items()}
 
     def update(self, images: Tensor, real: bool) -> None:
@@ -236,4 +246,4 @@ class ImageQuality(SampleEvaluator):
         loader = DataLoader(subset, batch_size=self.batch_size, num_workers=getattr(datamodule, "num_workers", 0))
         for real in loader:
             real = real[0] if isinstance(real, (list, tuple)) else real
-            self.update(to_uint8(real.to(device)), real=True)
+            self.update(to_uint8(real.to(device), self.value_range), real=True)

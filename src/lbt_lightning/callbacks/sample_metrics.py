@@ -13,7 +13,8 @@ class ModeCoverageCallback(SampleEvaluator):
     """:class:`ModeCoverage` of generator samples, during fit and in ``lightning validate``/``test``
     (see :class:`~lbt_lightning.callbacks.evaluation.SampleEvaluator`). Logs ``<prefix>/modes``
     (modes with at least ``min_count`` HQ samples; 1 is the VEEGAN rule), ``<prefix>/modes_pacgan``
-    (at least 20, the PacGAN rule), ``<prefix>/hq`` and ``<prefix>/kl``; the prefix is ``val``
+    (at least 20, the PacGAN rule), ``<prefix>/hq``, ``<prefix>/kl`` and ``<prefix>/nonfinite``
+    (samples with a NaN or inf coordinate, never HQ); the prefix is ``val``
     (fit, validate) or ``test``. The datamodule must expose ``centers`` and ``sigma``.
 
     Arguments:
@@ -66,4 +67,4 @@ class ModeCoverageCallback(SampleEvaluator):
     def results(self) -> dict[str, float]:
         values = {k: float(v) for k, v in self.metric.compute().items()}
         values["modes_pacgan"] = float(self.pacgan.compute()["modes"])
-        return {k: values[k] for k in ("modes", "modes_pacgan", "hq", "kl")}
+        return {k: values[k] for k in ("modes", "modes_pacgan", "hq", "kl", "nonfinite")}

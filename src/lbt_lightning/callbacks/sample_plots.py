@@ -1,5 +1,6 @@
 """Scatter plots of 2-D generator samples over the mode centres."""
 
+import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -45,7 +46,7 @@ class ScatterPlot(EveryNIterations):
         self.last_path = None
 
     def evaluate(self, trainer, pl_module, iteration: int) -> None:
-        samples = pl_module.sample(self.num_samples)
+        samples = pl_module.sample_indexed(torch.arange(self.num_samples))
         if not trainer.is_global_zero:
             return
         centers = getattr(trainer.datamodule, "centers", None)

@@ -12,7 +12,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from lbt_lightning.callbacks.periodic import output_dir
-from lbt_lightning.callbacks.sample_grid import SampleGrid
+from lbt_lightning.callbacks.sample_grid import image_range
 from lbt_lightning.callbacks.sample_plots import scatter_figure
 
 FORMATS = (".pt", ".npz")
@@ -32,8 +32,7 @@ class SampleWriter(BasePredictionWriter):
         num_samples: N, the number of samples.
         path: Output file, ``.pt`` or ``.npz``; None: ``<log dir>/predictions/samples.pt``.
         grid_size: Images in the PNG grid (8 per row).
-        value_range: Image value range for the grid; None: that of the trainer's
-            :class:`SampleGrid`, else (-1, 1) if a sample is negative, else (0, 1).
+        value_range: Image value range for the grid; None: the datamodule's ``value_range``.
 
     Example:
         ``lightning predict --config <run>/config.yaml --ckpt_path <run>/checkpoints/last.ckpt
@@ -95,17 +94,14 @@ class SampleWriter(BasePredictionWriter):
             fig.savefig(png, dpi=100, bbox_inches="tight")
         elif samples.ndim == 4 and samples.shape[1] in (1, 3):
             images = samples[: self.grid_size].float()
-            grid = make_grid(images, nrow=8, normalize=True, value_range=self._range(trainer, images))
+            grid = make_grid(images, nrow=8, normalize=True, value_range=self._range(trainer))
             save_image(grid, png)
         else:
             png = None
         self.written = (path, png)
         rank_zero_info(f"SampleWriter: {len(samples)} samples of shape {tuple(samples.shape[1:])} -> {path}, {png}")
 
-    def _range(self, trainer: pl.Trainer, images: Tensor) -> tuple[float, float]:
+    def _range(self, trainer: pl.Trainer) -> tuple[float, float]:
         if self.value_range is not None:
             return tuple(self.value_range)
-        grids = [cb for cb in trainer.callbacks if isinstance(cb, SampleGrid)]
-        if grids:
-            return grids[0].value_range
-        return (-1.0, 1.0) if bool(images.min() < 0) else (0.0, 1.0)
+        return image_range(trainer.datamodule, "SampleWriter")

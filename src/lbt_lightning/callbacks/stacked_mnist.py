@@ -4,12 +4,13 @@ import pytorch_lightning as pl
 from torch import Tensor
 
 from lbt_lightning.callbacks.evaluation import SampleEvaluator
+from lbt_lightning.data.value_range import check_within
 from lbt_lightning.metrics.stacked_mnist import StackedMNISTModes
 
 
 class StackedMNISTModesCallback(SampleEvaluator):
     """:class:`StackedMNISTModes` of ``num_samples`` generator samples (split across DDP ranks, drawn
-    and classified in chunks of ``batch_size``) every N iterations and at the end of fit, and in
+    in chunks of 100, classified in chunks of ``batch_size``) every N iterations and at the end of fit, and in
     ``lightning validate``/``test`` (see :class:`~lbt_lightning.callbacks.evaluation.SampleEvaluator`);
     logged as ``val/modes`` and ``val/kl`` (``test/*`` in test).
 
@@ -20,7 +21,7 @@ class StackedMNISTModesCallback(SampleEvaluator):
         classifier_path: Checkpoint written by ``python -m lbt_lightning.programs.classifier``.
         every_n_iterations: Evaluation period.
         num_samples: Samples per evaluation over all ranks (PAPER.md §5.2: 26,000).
-        batch_size: Samples drawn and classified at once.
+        batch_size: Samples classified at once.
         test_num_samples: Samples scored by ``lightning test``; None: as ``num_samples``.
     """
 
@@ -42,13 +43,10 @@ class StackedMNISTModesCallback(SampleEvaluator):
         self.num_samples, self.batch_size, self.test_num_samples = num_samples, batch_size, test_num_samples
         self.metric: StackedMNISTModes | None = None
 
-    @property
-    def fit_batch_size(self) -> int:
-        return self.batch_size
-
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "predict":  # predict only writes samples: no weights or classifier needed
             return
+        check_within("StackedMNISTModesCallback (its digit classifier)", (0.0, 1.0), trainer.datamodule)
         if self.metric is None:
             self.metric = StackedMNISTModes(self.classifier_path, batch_size=self.batch_size)
 

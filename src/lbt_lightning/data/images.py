@@ -112,6 +112,7 @@ class ImageDataModule(SampleIndexLoaders, pl.LightningDataModule):
     """
 
     data_shape: tuple[int, int, int]
+    value_range = (-1.0, 1.0)  # UInt8Images and the transforms of the subclasses
 
     def __init__(self, *, batch_size: int, num_workers: int, seed: int | None = None):
         super().__init__()

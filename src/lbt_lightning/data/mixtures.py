@@ -63,6 +63,7 @@ class MixtureDataModule(SampleIndexLoaders, pl.LightningDataModule):
     """
 
     data_shape = (2,)
+    value_range = None  # Gaussian components: any real value
 
     def __init__(self, *, sigma: float, batch_size: int, seed: int | None = None):
         super().__init__()

@@ -135,6 +135,7 @@ class StackedMNISTDataModule(ImageDataModule):
     """
 
     data_shape = (3, 28, 28)
+    value_range = (0.0, 1.0)  # digit intensities / 255, as the classifier and the Bernoulli VAE take them
     num_modes = 1000
 
     def __init__(

@@ -14,7 +14,9 @@ class DensityEstimator(nn.Module, ABC):
 
     - compute the number eagerly inside ``log_prob`` (a lazy distribution object evaluated
       after ``functional_call`` returns would silently use the original parameters);
-    - no in-place updates of parameters, no BatchNorm or other running-stat buffers.
+    - no in-place updates of parameters, no BatchNorm or other running-stat buffers;
+    - set ``support = (low, high)`` when the likelihood holds on an interval only (a Bernoulli
+      likelihood: ``(0, 1)``); training refuses data whose ``value_range`` is not inside it.
 
     Example:
         >>> import torch
@@ -27,6 +29,8 @@ class DensityEstimator(nn.Module, ABC):
         >>> Gaussian()(torch.zeros(3, 2)).shape
         torch.Size([3])
     """
+
+    support: tuple[float, float] | None = None  # the values log_prob is a density of; None: all reals
 
     @abstractmethod
     def log_prob(self, x: Tensor) -> Tensor:

@@ -72,6 +72,11 @@ class VAE(DensityEstimator):
         self.encoder = MLP(dim, 2 * latent_dim, hidden, activation)
         self.decoder = MLP(latent_dim, dim, list(hidden)[::-1], activation)
 
+    @property
+    def support(self) -> tuple[float, float] | None:
+        """(0, 1) for the Bernoulli likelihood, whose log-likelihood has no upper bound outside it."""
+        return (0.0, 1.0) if self.likelihood == "bernoulli" else None
+
     def log_prob(self, x: Tensor) -> Tensor:
         """Per-sample ELBO (a lower bound on log p_φ(x)), shape (B,)."""
         x = x.flatten(1)  # (B, D)

@@ -1,11 +1,16 @@
 """``GenerativeModule``: what every method shares (generator, sampling, iteration counter)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from pytorch_lightning.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 
+from lbt_lightning.data.evaluation import SAMPLE_CHUNK, chunk_noise, rank_chunks
+from lbt_lightning.data.value_range import check_within
 from lbt_lightning.lightning.checkpoint_io import CheckpointError, check_fits
 from lbt_lightning.lightning.precision import check_precision, full_precision
 from lbt_lightning.unroll.backends import FakeBatches, ReduceGrads
@@ -23,6 +28,26 @@ def injected(*names: str) -> list[str]:
 def _distributed() -> bool:
     """Whether this process is one of several in an initialised process group."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+SAMPLE_TRAINING_MODE = True
+
+
+@contextmanager
+def _evaluation_forward(module: nn.Module):
+    """``module`` in training mode (BatchNorm with batch statistics) for the block, then its
+    modes and buffers (running statistics, ``num_batches_tracked``) exactly as before."""
+    modes = {m: m.training for m in module.modules()}
+    buffers = {name: b.clone() for name, b in module.named_buffers()}
+    module.train(SAMPLE_TRAINING_MODE)
+    try:
+        yield
+    finally:
+        for m, training in modes.items():
+            m.train(training)
+        with torch.no_grad():
+            for name, b in module.named_buffers():
+                b.copy_(buffers[name])
 
 
 def _uses_batch_statistics(module: nn.Module) -> bool:
@@ -65,6 +90,7 @@ class GenerativeModule(pl.LightningModule):
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
         self._consecutive_skips = 0
         self._skipped_this_iteration = False
+        self._rank_rng_restored = False
 
     def noise(self, n: int) -> Tensor:
         return torch.randn(n, self.generator.z_dim, device=self.device)
@@ -95,19 +121,40 @@ class GenerativeModule(pl.LightningModule):
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:
-        """n generated samples without a graph."""
+        """n generated samples without a graph, for training (e.g. the discriminator's fake batch):
+        in the generator's current mode, BatchNorm statistics updated as in any training forward.
+        Evaluations use :meth:`sample_indexed` instead."""
         return self.generator(self.noise(n))
 
     @torch.no_grad()
     def sample_indexed(self, indices: Tensor) -> Tensor:
-        """Sample i of each index i, from noise z_i drawn by a generator seeded with i: the same
-        samples on any number of devices (a BatchNorm generator still normalises each batch with
-        that batch's statistics). The inputs of Lightning's validate, test and predict loops, in
-        full precision also under ``bf16-mixed``, so that evaluations do not depend on it."""
-        rng = torch.Generator()
-        z = [torch.randn(self.generator.z_dim, generator=rng.manual_seed(i)) for i in indices.tolist()]
-        with full_precision(self.device):
-            return self.generator(torch.stack(z).to(self.device))
+        """Sample i for each index i: the one sampling path of every evaluation (fit-time
+        callbacks, ``validate``, ``test``, ``predict``, the demo and the benchmarks).
+
+        Sample i is G(z_i), z_i drawn by a generator seeded with i, computed within its *chunk*,
+        the ``SAMPLE_CHUNK`` indices ``[c·C, (c+1)·C)`` with c = i // C, in training mode: a
+        BatchNorm layer normalises with that chunk's statistics, the mode the generator trains
+        in (docs/evaluation.md has the measurement that chose it). No parameter or buffer
+        changes (running statistics are restored), and sample i depends on nothing but the
+        model and i: not on how many samples are drawn, the batch size, the number of devices
+        or the Trainer's mode. Runs in full precision also under ``bf16-mixed``.
+        """
+        indices = indices.detach().cpu().long()
+        if len(indices) == 0:
+            return self.generator(torch.zeros(0, self.generator.z_dim, device=self.device))
+        size = SAMPLE_CHUNK
+        chunks = torch.unique(indices // size)  # sorted
+        with full_precision(self.device), _evaluation_forward(self.generator):
+            outputs = [self.generator(chunk_noise(int(c), size, self.generator.z_dim).to(self.device)) for c in chunks]
+        position = torch.searchsorted(chunks, indices // size) * size + indices % size
+        return torch.cat(outputs)[position.to(self.device)]
+
+    def sample_chunks(self, n: int, rank: int = 0, world_size: int = 1) -> Iterator[Tensor]:
+        """Samples ``0..n-1`` of :meth:`sample_indexed` that rank ``rank`` of ``world_size``
+        scores, one chunk at a time: chunks ``rank, rank + W, ...``, as Lightning's validate,
+        test and predict loops serve them (:class:`~lbt_lightning.data.evaluation.RankShard`)."""
+        for indices in rank_chunks(n, rank, world_size):
+            yield self.sample_indexed(indices)
 
     def validation_step(self, indices: Tensor, batch_idx: int) -> Tensor:
         """Generated samples for the evaluation callbacks (``on_validation_batch_end``)."""
@@ -130,10 +177,14 @@ class GenerativeModule(pl.LightningModule):
                 "set trainer.limit_train_batches to the number of iterations (with max_epochs: 1)"
             )
         check_precision(type(self).__name__, self.trainer.precision)
+        for name, module in self.sample_consumers().items():
+            check_within(
+                f"the {name} {type(module).__name__}", getattr(module, "support", None), self.trainer.datamodule
+            )
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # keeps a resumed run's random stream exact
             self._check_shapes()
-        if self.global_rank > 0:
+        if self.global_rank > 0 and not self._rank_rng_restored:
             # seed_everything gives every rank the same seed; each rank must draw its own z
             torch.manual_seed(int(torch.randint(2**62, ())) + self.global_rank)
 
@@ -159,7 +210,7 @@ class GenerativeModule(pl.LightningModule):
         return trainer.num_training_batches * trainer.max_epochs - int(self.iteration)
 
     def _check_shapes(self) -> None:
-        shape = tuple(self.sample(2).shape[1:])
+        shape = tuple(self.sample_indexed(torch.arange(2)).shape[1:])
         data_shape = getattr(self.trainer.datamodule, "data_shape", None)
         if data_shape is not None and tuple(data_shape) != shape:
             raise ValueError(f"generator output shape {shape} != data shape {tuple(data_shape)}")
@@ -186,13 +237,21 @@ class GenerativeModule(pl.LightningModule):
         flat /= dist.get_world_size()
         return [chunk.view_as(t) for chunk, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True)]
 
+    def all_finite(self, tensors: list[Tensor]) -> bool:
+        """Whether every tensor is finite on every DDP rank: one all-reduced flag, so that all
+        replicas skip an update together or apply it together."""
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all().to(torch.int32)
+        if _distributed():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite)
+
     def optimizer_step_on(self, optimizer, loss: Tensor, clip: nn.Module | None = None) -> bool:
         """zero_grad, backward, optional global-norm clip of ``clip``'s gradients, step.
-        Skips the step (and returns False) when a gradient is not finite."""
+        Skips the step (and returns False) when the loss or a gradient is not finite on any rank."""
         optimizer.zero_grad()
         self.manual_backward(loss)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not (torch.isfinite(loss) and torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+        if not self.all_finite([loss, torch.nn.utils.get_total_norm(grads)]):
             optimizer.zero_grad()
             self.record_skip()
             return False
@@ -226,10 +285,16 @@ class GenerativeModule(pl.LightningModule):
     # ---- checkpointing -----------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Lightning does not checkpoint RNG state; without it a resumed run draws other z.
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        # Lightning does not checkpoint RNG state; without it a resumed run draws other z. Every
+        # rank runs this hook (rank 0 writes the file), so under DDP each rank's state is gathered.
+        states = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
-            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["rng_states"] = states
+        if _distributed():
+            ranks = [None] * dist.get_world_size()
+            dist.all_gather_object(ranks, states)
+            checkpoint["rng_states"], checkpoint["rng_states_per_rank"] = ranks[0], ranks
 
     def _check_checkpoint(self, checkpoint: dict, path) -> None:
         """:class:`CheckpointError` naming ``path`` when it does not fit this module or this run's data
@@ -250,6 +315,10 @@ class GenerativeModule(pl.LightningModule):
             # (not the module objects) so that a checkpoint of this model loads again.
             self.save_hyperparameters(dict(saved), logger=False)
         states = checkpoint.get("rng_states")
+        per_rank = checkpoint.get("rng_states_per_rank")
+        world_size = dist.get_world_size() if _distributed() else 1
+        if per_rank is not None and len(per_rank) == world_size:
+            states, self._rank_rng_restored = per_rank[self.global_rank], True
         if states is not None:
             torch.set_rng_state(states["torch"])
             if "cuda" in states and torch.cuda.is_available():

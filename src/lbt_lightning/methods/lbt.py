@@ -80,7 +80,9 @@ class LBT(Teaching, GenerativeModule):
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         n = real.shape[0]
-        e_loss, updated = self.teacher.update(self.fakes(n, grad=False), reduce_grads=self.reduce_estimator_grads)
+        e_loss, updated = self.teacher.update(
+            self.fakes(n, grad=False), reduce_grads=self.reduce_estimator_grads, all_finite=self.all_finite
+        )
         if not updated:
             self.record_skip()
         teach_loss = self.teaching_loss(real)

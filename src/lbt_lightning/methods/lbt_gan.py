@@ -110,7 +110,7 @@ class LBTGAN(Teaching, GenerativeModule):
         logs = self._teaching_logs  # the latest teaching iteration's losses
         if teaching:
             logs["train/e_loss"], updated = self.teacher.update(
-                self.fakes(n, grad=False), reduce_grads=self.reduce_estimator_grads
+                self.fakes(n, grad=False), reduce_grads=self.reduce_estimator_grads, all_finite=self.all_finite
             )
             if not updated:
                 self.record_skip()

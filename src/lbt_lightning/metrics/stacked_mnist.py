@@ -16,7 +16,9 @@ PLACE = (1, 10, 100)  # mode id = c1 + 10·c2 + 100·c3, channel c holds digit c
 class StackedMNISTModes(Metric):
     """Classify each channel of each sample, take the mode id ``c1 + 10·c2 + 100·c3``, count the
     modes hit at least once (no confidence threshold) and KL(p̂ ‖ Uniform(1000)) = Σ_k p̂_k log(1000·p̂_k)
-    of the empirical mode histogram (empty modes contribute 0).
+    of the empirical mode histogram (empty modes contribute 0). An image with a NaN or inf pixel
+    is not classified: it is counted in ``nonfinite`` and left out of the histogram. With no
+    classified sample, ``kl`` is NaN.
 
     ``update`` takes images (B, 3, 28, 28) in [0, 1], which the classifier labels, or digit labels
     (B, 3) as integers. States are sum-reduced, so the metric is correct under DDP.
@@ -33,7 +35,7 @@ class StackedMNISTModes(Metric):
         >>> metric = StackedMNISTModes()
         >>> metric.update(torch.tensor([[1, 2, 3], [1, 2, 3]]))
         >>> {k: round(float(v), 3) for k, v in metric.compute().items()}
-        {'modes': 1.0, 'kl': 6.908}
+        {'modes': 1.0, 'kl': 6.908, 'nonfinite': 0.0}
     """
 
     full_state_update = False
@@ -48,6 +50,7 @@ class StackedMNISTModes(Metric):
         self.batch_size = batch_size
         self.add_state("counts", torch.zeros(NUM_MODES, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("nonfinite", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     @torch.no_grad()
     def digits(self, images: Tensor) -> Tensor:
@@ -63,8 +66,11 @@ class StackedMNISTModes(Metric):
 
     def update(self, samples: Tensor) -> None:
         if samples.is_floating_point():
-            if not torch.isfinite(samples).all():
-                raise ValueError("samples contain NaN or inf")
+            finite = torch.isfinite(samples.flatten(1)).all(dim=1)
+            self.nonfinite += (~finite).sum()
+            samples = samples[finite]
+            if len(samples) == 0:
+                return
             samples = self.digits(samples)
         elif samples.ndim != 2 or samples.shape[1] != 3 or samples.min() < 0 or samples.max() > 9:
             raise ValueError(f"digit labels must be integers in 0..9 of shape (B, 3), got {tuple(samples.shape)}")
@@ -73,6 +79,9 @@ class StackedMNISTModes(Metric):
         self.total += len(modes)
 
     def compute(self) -> dict[str, Tensor]:
-        p = self.counts.double() / self.total.clamp(min=1)
+        modes, nonfinite = (self.counts > 0).sum().float(), self.nonfinite.float()
+        if self.total == 0:  # KL 0 would read as a perfect generator
+            return {"modes": modes, "kl": torch.tensor(float("nan")), "nonfinite": nonfinite}
+        p = self.counts.double() / self.total
         kl = torch.where(p > 0, p * (torch.log(p) + math.log(NUM_MODES)), torch.zeros_like(p)).sum()
-        return {"modes": (self.counts > 0).sum().float(), "kl": kl.float()}
+        return {"modes": modes, "kl": kl.float(), "nonfinite": nonfinite}

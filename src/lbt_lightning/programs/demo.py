@@ -81,7 +81,7 @@ class DemoMonitor(pl.Callback):
 
     @torch.no_grad()
     def evaluate(self, pl_module) -> None:
-        samples = pl_module.sample(self.num_samples).cpu()
+        samples = pl_module.sample_indexed(torch.arange(self.num_samples)).cpu()
         point = {"iteration": int(pl_module.iteration), "cpu_s": self.cpu_s, "wall_s": self.wall_s()}
         point |= coverage(self.metric, samples)
         self.curve.append(point)

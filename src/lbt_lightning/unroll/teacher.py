@@ -134,20 +134,27 @@ class Teacher(nn.Module):
             getattr(self, f"v{i}").copy_(state.v[k])
         self.t.copy_(state.t)
 
-    def update(self, sample_fake: Callable[[], Tensor], reduce_grads=None) -> tuple[Tensor, bool]:
+    def update(
+        self,
+        sample_fake: Callable[[], Tensor],
+        reduce_grads=None,
+        all_finite: Callable[[list[Tensor]], bool] | None = None,
+    ) -> tuple[Tensor, bool]:
         """Train the estimator on generated samples.
 
         Returns:
             e_loss, ``-mean log p_φ(fake)`` of the last fake batch (for the VAE its ELBO stands
             in for log p), and whether the update was applied: a non-finite log-prob, gradient
-            or result leaves φ and (m, v, t) unchanged.
+            or result leaves φ and (m, v, t) unchanged. ``all_finite`` decides that (under DDP
+            over all ranks, ``GenerativeModule.all_finite``); None: on this process alone.
         """
         steps = self.estimator_steps * self.unroll_steps
         params = objectives.detached_params(self.estimator)
         with full_precision(self.t.device):  # float32 under bf16-mixed (lbt_lightning.lightning.precision)
             result = self._run("update", params, self.state(), sample_fake, steps, self.estimator_lr, reduce_grads)
         tensors = [result.value, *result.params.values(), *result.state.m.values()]
-        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(tensors)))
+        norm = torch.nn.utils.get_total_norm(tensors)
+        finite = all_finite([norm]) if all_finite is not None else bool(torch.isfinite(norm))
         if finite:
             self._assign(result.params, result.state)
         return -result.value, finite
