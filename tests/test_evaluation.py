@@ -77,7 +77,10 @@ def test_test_scores_its_own_number_of_samples(ring_run, tmp_cwd, capsys):
     args, _ = ring_run
     cli = main(["test", *args, *QUIET])
     values = coverage(cli).last
-    assert set(values) == {"test/modes", "test/modes_pacgan", "test/hq", "test/kl", "test/nonfinite"} and 0 <= values["test/hq"] <= 1
+    assert (
+        set(values) == {"test/modes", "test/modes_pacgan", "test/hq", "test/kl", "test/nonfinite"}
+        and 0 <= values["test/hq"] <= 1
+    )
     assert coverage(cli).num_evaluated == 2500 and "test/modes_pacgan" in capsys.readouterr().out
 
 

@@ -157,7 +157,9 @@ def test_random_inception_weights_load_through_the_weights_path(random_inception
     weights = random_inception_weights
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("tried to download"))
     images = torch.rand(6, 3, 32, 32) * 2 - 1
-    dm = SimpleNamespace(dataset=UInt8Images(to_uint8(images)), num_workers=0, data_shape=(3, 32, 32), value_range=(-1.0, 1.0))
+    dm = SimpleNamespace(
+        dataset=UInt8Images(to_uint8(images)), num_workers=0, data_shape=(3, 32, 32), value_range=(-1.0, 1.0)
+    )
     callback = ImageQuality(
         num_samples=6, feature=64, feature_extractor_weights_path=str(weights), inception_score=True
     )

@@ -23,9 +23,9 @@ def build(method, **kwargs):
     return LBTGAN(g, est, MLPDiscriminator(hidden=[16]), unroll_steps=2, estimator_steps=1, **kwargs)
 
 
-def fit(model, iterations=1):
-    trainer = quiet_trainer(iterations)
-    trainer.fit(model, RingDataModule(batch_size=32))
+def fit(model, iterations=1, callbacks=(), data=None):
+    trainer = quiet_trainer(iterations, callbacks=list(callbacks))
+    trainer.fit(model, data or RingDataModule(batch_size=32))
     return trainer
 
 
@@ -129,3 +129,79 @@ def test_non_positive_learning_rate_is_named():
     model = build(GAN, generator_optimizer=lambda p: torch.optim.Adam(p, lr=-1.0))
     with pytest.raises(ValueError, match="generator_optimizer"):
         fit(model)
+
+
+class FixedNoise(pl.Callback):
+    """The same z for every draw (first n of a fixed pool) and a record of the real batch, so that
+    losses can be recomputed before and after the step on exactly what the step saw."""
+
+    def __init__(self, model, z_dim=8):
+        self.pool = torch.randn(4096, z_dim)
+        model.noise = lambda n: self.pool[:n]
+        self.real = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.real = batch.clone()
+
+
+def sgd(lr):
+    return lambda params: torch.optim.SGD(params, lr=lr)
+
+
+def grad_of(loss, module):
+    return torch.autograd.grad(loss, list(module.parameters()))
+
+
+def step_of(before, after):
+    return [b.detach() - a.detach() for a, b in zip(before.parameters(), after.parameters(), strict=True)]
+
+
+def assert_steps_equal(got, want, lr):
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, -lr * w, rtol=1e-3, atol=1e-7)  # float32 rounding of θ1 - θ0
+
+
+@pytest.mark.parametrize(
+    ("method", "lbt_gan"),
+    [(GAN, {}), (LBT, {}), (LBTGAN, {}), (LBTGAN, {"warmup_iterations": 1})],
+    ids=["GAN", "LBT", "LBTGAN", "LBTGAN-warmup"],
+)
+def test_one_step_is_minus_lr_times_the_gradient_of_the_papers_losses(method, lbt_gan):
+    """With SGD, each network's step equals -lr × the gradient of its loss (PAPER.md §2.1), computed
+    here independently on the batch and noise the step saw: D on BCE(D(real), 1) + BCE(D(G(z)), 0)
+    before the generator moves, G on λ·BCE(D'(G(z)), 1) - log p_{φ^K}(real) with the updated D' and
+    estimator. A flipped sign, swapped labels or a stale network fails; "something changed" would
+    not. (The estimator's own update is checked against the authors' Adam in test_authors_adam.py.)"""
+    pl.seed_everything(5)
+    from lbt_lightning.estimators import GaussianMixture
+    from lbt_lightning.unroll import objectives
+
+    g, lr_g, lr_d = MLPGenerator(z_dim=8, hidden=[16]), 0.01, 0.05
+    common = {"generator_optimizer": sgd(lr_g), "clip_grad_norm": None}
+    if method is GAN:
+        model = GAN(g, MLPDiscriminator(hidden=[16]), discriminator_optimizer=sgd(lr_d), **common)
+    elif method is LBT:
+        model = LBT(g, GaussianMixture(data_shape=[2], components=4), unroll_steps=2, estimator_steps=1, **common)
+    else:
+        model = LBTGAN(
+            g, GaussianMixture(data_shape=[2], components=4), MLPDiscriminator(hidden=[16]), unroll_steps=2,
+            estimator_steps=1, gan_weight=0.5, discriminator_optimizer=sgd(lr_d), **common, **lbt_gan,
+        )  # fmt: skip
+    record = FixedNoise(model)
+    before = copy.deepcopy(model)
+    fit(model, callbacks=[record])
+    real, z = record.real, record.pool[:32]
+    g_loss = 0.0
+    if method is not LBT:
+        d0, d1 = before.discriminator, model.discriminator
+        fake0 = before.generator(z).detach()
+        d_loss = objectives.d_loss(d0(real), d0(fake0))
+        assert_steps_equal(step_of(d0, d1), grad_of(d_loss, d0), lr_d)
+        g_loss = getattr(model, "gan_weight", 1.0) * objectives.g_loss(d1(before.generator(z)))
+    if method is LBT or (method is LBTGAN and not lbt_gan):
+        generator = model.generator
+        model.generator = before.generator  # the estimator after its update, the generator before its step
+        with torch.random.fork_rng():
+            g_loss = g_loss + model.teaching_loss(real)
+        model.generator = generator
+    assert_steps_equal(step_of(before.generator, model.generator), grad_of(g_loss, before.generator), lr_g)
