@@ -23,6 +23,7 @@ class DumpRankState(pl.Callback):
             "num_evaluated": coverage[0].num_evaluated if coverage else None,
             "world_size": trainer.world_size,
             "iteration": int(pl_module.iteration),
+            "rng": torch.get_rng_state(),
         }
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(state, self.out_dir / f"rank{trainer.global_rank}.pt")

@@ -65,3 +65,74 @@ def test_ddp_replicas_are_identical(method, backend, tmp_path):
             assert torch.equal(a[key], b[key]), f"{key} differs between ranks"
     # 501 samples over 2 ranks: each draws 251, the metric sees both ranks' 502
     assert ranks[0]["num_evaluated"] == ranks[1]["num_evaluated"] == 501
+
+
+def _all_finite_on_rank(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from lbt_lightning.methods import GAN
+    from lbt_lightning.networks import MLPDiscriminator, MLPGenerator
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        model = GAN(MLPGenerator(hidden=[4]), MLPDiscriminator(hidden=[4]))
+        local = torch.tensor([1.0, float("nan") if rank == 1 else 2.0])
+        results[rank] = (model.all_finite([local]), model.all_finite([torch.ones(2)]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_non_finite_value_on_one_rank_skips_the_update_on_every_rank():
+    """One all-reduced flag: rank 0's values are finite, rank 1's are not, and both skip."""
+    import multiprocessing
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Manager() as manager:
+        results = manager.dict()
+        procs = [ctx.Process(target=_all_finite_on_rank, args=(r, port, results)) for r in (0, 1)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0]
+        assert dict(results) == {0: (False, True), 1: (False, True)}
+
+
+@pytest.mark.slow  # two 2-process runs, ~15 s each here
+@pytest.mark.filterwarnings("ignore")
+def test_ddp_resume_is_exact_on_every_rank(tmp_path):
+    """A 2-process LBT-GAN resumed from its iteration-2 checkpoint ends where the uninterrupted run
+    ends, on both ranks: parameters, optimizer states and each rank's random state."""
+
+    def run(name: str, *extra: str) -> list[dict]:
+        out = tmp_path / name
+        cmd = [
+            sys.executable, "-m", "lbt_lightning", "fit",
+            "--config", str(EXPERIMENTS / "trainer.yaml"), "--config", str(EXPERIMENTS / CONFIGS["lbt_gan"]),
+            "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp_find_unused_parameters_true",
+            "--trainer.limit_train_batches=4", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
+            "--data.init_args.batch_size=64", "--model.init_args.generator.init_args.hidden=[32]",
+            "--model.init_args.unroll_backend=eager", *SMALL["lbt_gan"],
+            "--trainer.callbacks=lbt_lightning.callbacks.IterationCheckpoint",
+            "--trainer.callbacks.every_n_iterations=2", "--trainer.callbacks.save_top_k=-1",
+            f"--trainer.callbacks.dirpath={tmp_path / 'ckpt'}",
+            "--trainer.callbacks+=ddp_dump.DumpRankState", f"--trainer.callbacks.out_dir={out}",
+            *extra,
+        ]  # fmt: skip
+        result = subprocess.run(cmd, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+
+    uninterrupted = run("a")
+    resumed = run("b", f"--ckpt_path={tmp_path / 'ckpt' / 'iteration=2.ckpt'}")
+    for rank in (0, 1):
+        a, b = (dict(flatten({"m": r["module"], "o": r["optimizers"], "rng": r["rng"]})) for r in
+                (uninterrupted[rank], resumed[rank]))  # fmt: skip
+        assert a.keys() == b.keys() and resumed[rank]["iteration"] == 4
+        for key in a:
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), f"rank {rank}: {key} differs after resume"

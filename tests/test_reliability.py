@@ -5,11 +5,11 @@ import pytorch_lightning as pl
 import torch
 from trainers import quiet_trainer
 
-from lbt_lightning.callbacks import IterationCheckpoint
-from lbt_lightning.data import RingDataModule
-from lbt_lightning.estimators import VAE, DensityEstimator
+from lbt_lightning.callbacks import IterationCheckpoint, ModeCoverageCallback
+from lbt_lightning.data import GridDataModule, RingDataModule
+from lbt_lightning.estimators import VAE, DensityEstimator, GaussianMixture
 from lbt_lightning.methods import LBT, LBTGAN
-from lbt_lightning.networks import MLPDiscriminator, MLPGenerator
+from lbt_lightning.networks import MaxoutDiscriminator, MLPDiscriminator, MLPGenerator, PacGANGenerator
 
 
 def build(method, estimator=None, **kwargs):
@@ -78,6 +78,48 @@ def test_resume_is_exact(method, backend, tmp_path, quick_compile):
     assert int(model.iteration) == 2 * n
     assert resumed.keys() == uninterrupted.keys()
     assert any(k.startswith("module.teacher.m") for k in resumed)
+    for key in uninterrupted:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+@pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended")
+def test_resume_is_exact_with_a_batchnorm_generator_and_evaluations(tmp_path):
+    """PacGAN's BatchNorm generator (running statistics) with mode coverage every 2 iterations: the
+    evaluations and the shape check at the resumed fit's start leave the statistics alone."""
+
+    def build_grid():
+        pl.seed_everything(7)
+        return LBTGAN(
+            PacGANGenerator(hidden=[32, 32]), GaussianMixture(data_shape=[2], components=4),
+            MaxoutDiscriminator(hidden=[16]), unroll_steps=2, estimator_steps=1, unroll_backend="eager",
+        )  # fmt: skip
+
+    def data():
+        return GridDataModule(num_modes=25, sigma=0.05, batch_size=64)
+
+    def evaluations():
+        return [ModeCoverageCallback(every_n_iterations=2)]
+
+    n = 3
+    model = build_grid()
+    t = trainer(tmp_path / "a", 2 * n, evaluations())
+    pl.seed_everything(11)
+    t.fit(model, data())
+    uninterrupted = full_state(model, t)
+
+    model = build_grid()
+    pl.seed_everything(11)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer(tmp_path / "b", 2 * n, [*evaluations(), Crash(n)]).fit(model, data())
+
+    model = build_grid()
+    pl.seed_everything(11)
+    t = trainer(tmp_path / "b", 2 * n, evaluations())
+    t.fit(model, data(), ckpt_path=tmp_path / "b" / "ckpt" / "last.ckpt")
+    resumed = full_state(model, t)
+    assert any("running_mean" in k for k in resumed)
+    assert resumed.keys() == uninterrupted.keys()
     for key in uninterrupted:
         assert torch.equal(resumed[key], uninterrupted[key]), key
 
