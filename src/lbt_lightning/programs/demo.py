@@ -47,7 +47,7 @@ def coverage(metric: ModeCoverage, samples: torch.Tensor) -> dict:
 class DemoMonitor(pl.Callback):
     """Stops after ``budget_s`` seconds of training CPU time (this process; evaluations are not
     charged) and evaluates ``evaluations`` times at even CPU times: modes under both rules, % HQ
-    and KL of 2,500 fresh samples, printed as one line each.
+    and KL of samples 0..2,499 of ``sample_indexed`` (the one evaluation path), printed as one line each.
 
     Arguments:
         budget_s: Training CPU seconds.
