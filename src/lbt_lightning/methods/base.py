@@ -91,6 +91,7 @@ class GenerativeModule(pl.LightningModule):
         self._consecutive_skips = 0
         self._skipped_this_iteration = False
         self._rank_rng_restored = False
+        self.last_grad_norm = torch.zeros(())
 
     def noise(self, n: int) -> Tensor:
         return torch.randn(n, self.generator.z_dim, device=self.device)
@@ -250,8 +251,14 @@ class GenerativeModule(pl.LightningModule):
         Skips the step (and returns False) when the loss or a gradient is not finite on any rank."""
         optimizer.zero_grad()
         self.manual_backward(loss)
+        return self.step_with_grads(optimizer, loss, clip)
+
+    def step_with_grads(self, optimizer, loss: Tensor, clip: nn.Module | None = None) -> bool:
+        """Step ``optimizer`` on the gradients already in ``.grad`` (see :meth:`optimizer_step_on`).
+        The gradients' global norm before clipping is kept in ``last_grad_norm``."""
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not self.all_finite([loss, torch.nn.utils.get_total_norm(grads)]):
+        self.last_grad_norm = torch.nn.utils.get_total_norm(grads).detach()
+        if not self.all_finite([loss, self.last_grad_norm]):
             optimizer.zero_grad()
             self.record_skip()
             return False
@@ -261,7 +268,11 @@ class GenerativeModule(pl.LightningModule):
         return True
 
     def generator_step(self, optimizer, g_loss: Tensor) -> bool:
-        return self.optimizer_step_on(optimizer, g_loss, clip=self.generator)
+        """The generator's update on ``g_loss``; logs ``train/grad_norm`` (before clipping) when due."""
+        stepped = self.optimizer_step_on(optimizer, g_loss, clip=self.generator)
+        if self.log_due():
+            self.log("train/grad_norm", self.last_grad_norm)
+        return stepped
 
     def record_skip(self) -> None:
         self.skipped_steps += 1

@@ -1,7 +1,9 @@
 """LBT-GAN: the GAN loss plus the teaching loss through the unrolled estimator (PAPER.md §4)."""
 
+import math
 from typing import Literal
 
+import torch
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
@@ -11,11 +13,22 @@ from lbt_lightning.methods.base import GenerativeModule, injected
 from lbt_lightning.unroll import objectives
 from lbt_lightning.unroll.teacher import Teacher, Teaching
 
+TEACH_WEIGHT_BOUNDS = (1e-8, 1e8)  # of the adaptive teaching weight; the shipped configs need 1e-4 to 1e4
+BALANCE_RATE = 0.1  # log-space moving average of the teaching weight: about the last 10 teaching iterations
+
 
 class LBTGAN(Teaching, GenerativeModule):
     """LBT-GAN. Per iteration: estimator update, one discriminator step, then the generator on
-    ``λ · GAN loss + use_E · teaching loss`` (use_E = 0 during ``warmup_iterations``, when the
-    estimator is not trained either: a pure GAN warm-up, PAPER.md §2.1 point 7).
+    ``λ · GAN loss + w · use_E · teaching loss`` (use_E = 0 during ``warmup_iterations``, when the
+    estimator is not trained either: a pure GAN warm-up, PAPER.md §2.1 point 7; w = 1, the
+    paper's, unless ``balance`` is set).
+
+    On teaching iterations the generator gradient of each term is taken separately (one
+    ``autograd.grad`` for λ·GAN, one backward for the teaching term; their weighted sum is what
+    the optimizer steps on) and logged as ``train/grad_norm_gan`` (of λ·GAN) and
+    ``train/grad_norm_teach`` (of w · teaching), with ``train/teach_weight`` (w) and
+    ``train/grad_norm`` (of the sum, before clipping). Their ratio says which term drives the
+    generator: the paper's λ gives ratios from 1e-4 to 1e4 on the shipped configs (docs/methods.md).
 
     Arguments:
         generator: x = G(z).
@@ -30,6 +43,10 @@ class LBTGAN(Teaching, GenerativeModule):
             As in :class:`~lbt_lightning.methods.lbt.LBT`.
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         discriminator_optimizer: None gives Adam lr 1e-4, β1 0.5 (PAPER.md §2.2).
+        balance: None: w = 1 (the paper). A number b > 0: w adapts so that
+            ‖∇θ w·teaching‖ ≈ b · ‖∇θ λ·GAN‖: each teaching iteration moves log w a tenth of the
+            way (``BALANCE_RATE``) to log(b · ‖∇θ λ·GAN‖ / ‖∇θ teaching‖), starting there at the first,
+            within ``TEACH_WEIGHT_BOUNDS``; w is checkpointed. Needs ``gan_weight`` > 0.
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
         max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
     """
@@ -52,6 +69,7 @@ class LBTGAN(Teaching, GenerativeModule):
         unroll_backend: Literal["auto", "eager", "compiled"] = "auto",
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
+        balance: float | None = None,  # None: the paper's fixed λ
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
         max_consecutive_skips: int = 10,
     ):
@@ -65,6 +83,11 @@ class LBTGAN(Teaching, GenerativeModule):
             raise ValueError(f"warmup_iterations must be an integer >= 0, got {warmup_iterations!r}")
         if not isinstance(teach_every, int) or teach_every < 1:
             raise ValueError(f"teach_every must be an integer >= 1, got {teach_every!r}")
+        if balance is not None:
+            if isinstance(balance, bool) or not isinstance(balance, (int, float)) or not 0 < balance < math.inf:
+                raise ValueError(f"balance must be a finite number > 0 or None, got {balance!r}")
+            if not gan_weight > 0:
+                raise ValueError(f"balance needs gan_weight (λ) > 0 to balance against, got gan_weight={gan_weight!r}")
         self.teacher = Teacher(
             estimator,
             unroll_steps=unroll_steps,
@@ -78,6 +101,9 @@ class LBTGAN(Teaching, GenerativeModule):
         self.discriminator = discriminator
         self._teaching_logs: dict[str, Tensor] = {}
         self.gan_weight, self.warmup_iterations, self.teach_every = gan_weight, warmup_iterations, teach_every
+        self.balance = None if balance is None else float(balance)
+        # w of the teaching term; 0 until the first teaching iteration with ``balance`` sets it
+        self.register_buffer("teach_weight", torch.zeros((), dtype=torch.float64))
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
 
@@ -100,6 +126,53 @@ class LBTGAN(Teaching, GenerativeModule):
     def configure_optimizers(self):
         return adversarial_optimizers(self)
 
+    def hybrid_generator_step(self, optimizer, gan_term: Tensor, teach_loss: Tensor) -> Tensor:
+        """The generator's step on ``gan_term + w · teach_loss``, each term's gradient taken on its
+        own (see the class docstring); returns the loss that was stepped on."""
+        params = list(self.generator.parameters())
+        optimizer.zero_grad()
+        # Only the generator's gradient: the discriminator's would be computed and dropped.
+        gan_grads = torch.autograd.grad(gan_term, params, allow_unused=True)
+        gan_grads = self.all_reduce_mean([torch.zeros_like(p) if g is None else g for g, p in zip(gan_grads, params)])
+        self.manual_backward(teach_loss)  # under DDP its hooks average this term over the ranks
+        teach_grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        norm_gan = torch.nn.utils.get_total_norm(gan_grads).detach()
+        norm_teach = torch.nn.utils.get_total_norm(teach_grads).detach()
+        weight = self.update_teach_weight(norm_gan, norm_teach)
+        for p, g_gan, g_teach in zip(params, gan_grads, teach_grads, strict=True):
+            p.grad = g_gan + weight * g_teach
+        g_loss = gan_term.detach() + weight * teach_loss.detach()
+        self.step_with_grads(optimizer, g_loss, clip=self.generator)
+        self._teaching_logs |= {
+            "train/grad_norm_gan": norm_gan,
+            "train/grad_norm_teach": weight * norm_teach,
+            "train/teach_weight": weight,
+        }
+        if self.log_due():
+            self.log("train/grad_norm", self.last_grad_norm)
+        return g_loss
+
+    def update_teach_weight(self, norm_gan: Tensor, norm_teach: Tensor) -> Tensor:
+        """w for this teaching iteration (float32 scalar): 1 without ``balance``; with it, the
+        moving average described in the class docstring, left as it was when a norm is not
+        finite or zero."""
+        if self.balance is None:
+            return torch.ones((), device=norm_gan.device)
+        target = (self.balance * norm_gan.double() / norm_teach.double()).clamp(*TEACH_WEIGHT_BOUNDS)
+        usable = torch.isfinite(target) & (norm_gan > 0) & (norm_teach > 0)
+        started = self.teach_weight > 0
+        log_w = torch.where(
+            started, (1 - BALANCE_RATE) * self.teach_weight.clamp(min=1e-300).log() + BALANCE_RATE * target.log(),
+            target.log(),
+        )  # fmt: skip
+        self.teach_weight.copy_(torch.where(usable, log_w.exp().clamp(*TEACH_WEIGHT_BOUNDS), self.teach_weight))
+        return self.teach_weight.float()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # checkpoints from before ``balance`` have no teach_weight: 0 is "not set yet"
+        checkpoint.get("state_dict", {}).setdefault("teach_weight", torch.zeros((), dtype=torch.float64))
+        super().on_load_checkpoint(checkpoint)
+
     def sample_consumers(self) -> dict[str, nn.Module]:
         return {"estimator": self.estimator, "discriminator": self.discriminator}
 
@@ -117,12 +190,13 @@ class LBTGAN(Teaching, GenerativeModule):
         d_loss = objectives.d_loss(self.discriminator(real), self.discriminator(self.sample(n)))
         self.optimizer_step_on(d_opt, d_loss)
         gan_loss = objectives.g_loss(self.discriminator(self.fake(n)))
-        g_loss = self.gan_weight * gan_loss
         if teaching:
             teach_loss = self.teaching_loss(real)
-            g_loss = g_loss + teach_loss
             logs["train/teach_loss"] = teach_loss.detach()
-        self.generator_step(g_opt, g_loss)
+            g_loss = self.hybrid_generator_step(g_opt, self.gan_weight * gan_loss, teach_loss)
+        else:
+            g_loss = self.gan_weight * gan_loss
+            self.generator_step(g_opt, g_loss)
         if self.log_due():
             self.log("train/gan_loss", gan_loss.detach())
             self.log_dict(logs | {"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)
