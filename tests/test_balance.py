@@ -144,3 +144,31 @@ def test_a_checkpoint_from_before_balance_still_loads(tmp_path):
         estimator=VAE(latent_dim=4, hidden=[16]), discriminator=MLPDiscriminator(hidden=[16]),
     )  # fmt: skip
     assert float(loaded.teach_weight) == 0.0
+
+
+def test_estimator_fit_logs_the_lag_behind_a_refitted_copy():
+    from lbt_lightning.callbacks import EstimatorFit
+
+    fit = EstimatorFit(every_n_iterations=2, num_samples=500, refit_steps=200, refit_lr=3e-2)
+    model = build(GaussianMixture(data_shape=[2], components=4))
+    quiet_trainer(2, callbacks=[fit]).fit(model, RingDataModule(batch_size=32))
+    values = fit.last
+    assert set(values) == {"val/estimator_log_prob", "val/estimator_refit_log_prob", "val/estimator_lag"}
+    assert values["val/estimator_lag"] == pytest.approx(
+        values["val/estimator_refit_log_prob"] - values["val/estimator_log_prob"]
+    )
+    assert values["val/estimator_lag"] > 0.1  # a few teaching steps leave the mixture far from its fit
+    samples = model.sample_indexed(torch.arange(500))
+    assert values["val/estimator_log_prob"] == pytest.approx(float(model.estimator.log_prob(samples).mean()))
+    before = {k: v.clone() for k, v in model.estimator.state_dict().items()}
+    assert fit.refit(model.estimator, samples) > values["val/estimator_log_prob"]
+    assert all(torch.equal(before[k], v) for k, v in model.estimator.state_dict().items())  # a copy is refitted
+
+
+def test_estimator_fit_needs_an_estimator():
+    from lbt_lightning.callbacks import EstimatorFit
+    from lbt_lightning.methods import GAN
+
+    gan = GAN(MLPGenerator(hidden=[8]), MLPDiscriminator(hidden=[8]))
+    with pytest.raises(ValueError, match="EstimatorFit needs a method with an estimator"):
+        EstimatorFit().setup(None, gan, "fit")

@@ -1,6 +1,7 @@
-"""Thin callbacks: pl_module.sample(n) -> metric or plot -> logger."""
+"""Thin callbacks: pl_module.sample_indexed(indices) -> metric or plot -> logger."""
 
 from lbt_lightning.callbacks.checkpoint import IterationCheckpoint
+from lbt_lightning.callbacks.estimator_fit import EstimatorFit
 from lbt_lightning.callbacks.evaluation import SampleEvaluator
 from lbt_lightning.callbacks.fid import ImageQuality
 from lbt_lightning.callbacks.periodic import EveryNIterations
@@ -12,6 +13,7 @@ from lbt_lightning.callbacks.sample_writer import SampleWriter
 from lbt_lightning.callbacks.stacked_mnist import StackedMNISTModesCallback
 
 __all__ = [
+    "EstimatorFit",
     "EveryNIterations",
     "ImageQuality",
     "IterationCheckpoint",
