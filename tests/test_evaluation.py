@@ -180,5 +180,5 @@ def test_two_processes_validate_and_predict_as_one(ring_run, tmp_path):
             assert out.returncode == 0, out.stderr[-3000:]
             if sub == "validate":
                 values[name] = [line for line in out.stdout.splitlines() if "val/" in line]
-    assert values["one"] == values["two"] and len(values["one"]) == 4
+    assert values["one"] == values["two"] and len(values["one"]) == 5  # modes, modes_pacgan, hq, kl, nonfinite
     torch.testing.assert_close(torch.load(tmp_path / "two.pt"), torch.load(tmp_path / "one.pt"))
