@@ -136,9 +136,11 @@ def one_run(task: tuple) -> dict:
     torch.set_num_threads(1)
     run, budget = split_run(run, args["budget"])
     data_name, config = run.split(":")
+    config, *knobs = config.split(",")  # e.g. lbt_gan25_balanced,balance=3: model arguments of this run
+    knobs = [f"--model.init_args.{knob}" for knob in knobs]
     folder, data_overrides = DATASETS[data_name]
     eager = ["--model.init_args.unroll_backend=eager"] if "lbt" in config else []  # minutes cannot amortise a compile
-    model, data = build(folder, config, [*data_overrides, *eager, *args["set"], f"--seed_everything={seed}"])
+    model, data = build(folder, config, [*data_overrides, *eager, *knobs, *args["set"], f"--seed_everything={seed}"])
     num_modes = len(data.centers)
     callback = Evaluate(args["every"], budget, data.centers, data.sigma, max(2500, 100 * num_modes))
     start = time.perf_counter()
@@ -228,7 +230,10 @@ def plot(runs: list[dict], path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=sorted(SUITES), default="main", help="default runs, seeds, --every, --out")
-    parser.add_argument("--runs", nargs="+", help="data:config[@CPU s], e.g. ring:lbt_gan_fast or ring:gan@120")
+    parser.add_argument(
+        "--runs", nargs="+",
+        help="data:config[,arg=value...][@CPU s], e.g. ring:gan@120 or grid25:lbt_gan25_balanced,balance=3@600",
+    )  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--budget", type=float, default=300.0, help="training CPU seconds of a run without @seconds")
     parser.add_argument("--max-iterations", type=int, default=1_000_000)
