@@ -8,6 +8,7 @@ from paths import EXPERIMENTS
 from lbt_lightning.programs import demo
 
 
+@pytest.mark.slow  # runs the demo program end to end (~7 s)
 def test_demo_prints_progress_table_and_writes_png(tmp_cwd, capsys):
     results = demo.run(
         ["--experiments", str(EXPERIMENTS), "--out", str(tmp_cwd / "out"), "--budget=1.5", "--evaluations=3",

@@ -10,6 +10,7 @@ def gpu_check(benchmark_script):
     return benchmark_script("gpu_check")
 
 
+@pytest.mark.slow  # runs the benchmark script end to end (~9 s)
 def test_smoke_run_prints_the_table_and_writes_every_entry(gpu_check, tmp_path, capsys):
     gpu_check.main(["--device", "cpu", "--smoke", "--out", str(tmp_path / "check.json")])
     report = json.loads((tmp_path / "check.json").read_text())
