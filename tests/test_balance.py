@@ -6,6 +6,7 @@ import statistics
 import pytest
 import pytorch_lightning as pl
 import torch
+from test_methods import FixedNoise
 from trainers import quiet_trainer
 
 from lbt_lightning.data import RingDataModule
@@ -31,16 +32,6 @@ class Norms(pl.Callback):
         self.rows.append(
             {k: float(logs[k]) for k in ("train/grad_norm_gan", "train/grad_norm_teach", "train/teach_weight")}
         )
-
-
-class FixedNoise(pl.Callback):
-    def __init__(self, model):
-        self.pool = torch.randn(4096, 8)
-        model.noise = lambda n: self.pool[:n]
-        self.real = None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.real = batch.clone()
 
 
 def test_each_terms_gradient_is_logged_and_their_sum_is_the_step():

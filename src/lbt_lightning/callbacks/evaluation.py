@@ -51,12 +51,16 @@ class SampleEvaluator(EveryNIterations):
         """Metric values over all ranks, keys without a prefix (``modes``, ``fid``, ...)."""
         raise NotImplementedError
 
+    def consume_samples(self, pl_module: pl.LightningModule, num_samples: int, rank: int, world_size: int) -> None:
+        """Consume this rank's chunks of the samples ``0..num_samples-1`` of ``pl_module.sample_indexed``."""
+        for samples in pl_module.sample_chunks(num_samples, rank, world_size):
+            self.consume(samples)
+        self.num_evaluated = num_samples
+
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, iteration: int) -> None:
         num_samples = self.num_samples_for("validate")
         self.begin(trainer, pl_module, num_samples)
-        for samples in pl_module.sample_chunks(num_samples, trainer.global_rank, trainer.world_size):
-            self.consume(samples)
-        self.num_evaluated = num_samples
+        self.consume_samples(pl_module, num_samples, trainer.global_rank, trainer.world_size)
         self.last = {f"val/{k}": v for k, v in self.results().items()}
         log_metrics(trainer, pl_module, self.last, step=iteration)
 

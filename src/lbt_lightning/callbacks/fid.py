@@ -222,9 +222,7 @@ class ImageQuality(SampleEvaluator):
         """``val/*`` values of the samples ``0..num_samples-1`` of ``pl_module.sample_indexed``
         against ``datamodule.dataset``, each rank its chunks; on every rank."""
         self.prepare(pl_module.device, datamodule, self.num_samples, rank, world_size)
-        for samples in pl_module.sample_chunks(self.num_samples, rank, world_size):
-            self.consume(samples)
-        self.num_evaluated = self.num_samples
+        self.consume_samples(pl_module, self.num_samples, rank, world_size)
         return {f"val/{k}": v for k, v in self.results().items()}
 
     def update(self, images: Tensor, real: bool) -> None:

@@ -30,16 +30,13 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-SAMPLE_TRAINING_MODE = True
-
-
 @contextmanager
 def _evaluation_forward(module: nn.Module):
     """``module`` in training mode (BatchNorm with batch statistics) for the block, then its
     modes and buffers (running statistics, ``num_batches_tracked``) exactly as before."""
     modes = {m: m.training for m in module.modules()}
     buffers = {name: b.clone() for name, b in module.named_buffers()}
-    module.train(SAMPLE_TRAINING_MODE)
+    module.train()
     try:
         yield
     finally:
@@ -269,7 +266,13 @@ class GenerativeModule(pl.LightningModule):
 
     def generator_step(self, optimizer, g_loss: Tensor) -> bool:
         """The generator's update on ``g_loss``; logs ``train/grad_norm`` (before clipping) when due."""
-        stepped = self.optimizer_step_on(optimizer, g_loss, clip=self.generator)
+        optimizer.zero_grad()
+        self.manual_backward(g_loss)
+        return self.generator_step_with_grads(optimizer, g_loss)
+
+    def generator_step_with_grads(self, optimizer, g_loss: Tensor) -> bool:
+        """:meth:`generator_step` on the gradients already in ``.grad``."""
+        stepped = self.step_with_grads(optimizer, g_loss, clip=self.generator)
         if self.log_due():
             self.log("train/grad_norm", self.last_grad_norm)
         return stepped

@@ -142,14 +142,12 @@ class LBTGAN(Teaching, GenerativeModule):
         for p, g_gan, g_teach in zip(params, gan_grads, teach_grads, strict=True):
             p.grad = g_gan + weight * g_teach
         g_loss = gan_term.detach() + weight * teach_loss.detach()
-        self.step_with_grads(optimizer, g_loss, clip=self.generator)
+        self.generator_step_with_grads(optimizer, g_loss)
         self._teaching_logs |= {
             "train/grad_norm_gan": norm_gan,
             "train/grad_norm_teach": weight * norm_teach,
             "train/teach_weight": weight,
         }
-        if self.log_due():
-            self.log("train/grad_norm", self.last_grad_norm)
         return g_loss
 
     def update_teach_weight(self, norm_gan: Tensor, norm_teach: Tensor) -> Tensor:
