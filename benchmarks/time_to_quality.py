@@ -41,6 +41,8 @@ DATASETS = {
     "grid25": ("grid", [f"--data.init_args.{k}" for k in ("num_modes=25", "spacing=2.0", "sigma=0.05")]),
     "grid100": ("grid", []),  # PAPER.md §5.1: 10x10, spacing 0.2, σ 0.01
 }
+# what LBT-GAN logs about its generator gradient (docs/methods.md), kept every log_every_n_steps iterations
+NORM_KEYS = ("train/grad_norm_gan", "train/grad_norm_teach", "train/teach_weight", "train/grad_norm")
 GOALS = {"all_modes": "all modes (PacGAN rule)", "hq80": "80% HQ", "hq90": "90% HQ", "kl05": "KL <= 0.05"}
 # Named sets of runs, each with its seeds, evaluation period and output (benchmarks/results/):
 # - main: the paper configs and the fast ones on the ring (GANs 120 CPU s, LBT methods 150 s) and
@@ -90,7 +92,7 @@ class Evaluate(pl.Callback):
     def __init__(self, every: int, budget: float, centers, sigma: float, num_samples: int):
         self.every, self.budget, self.num_samples = every, budget, num_samples
         self.metric = ModeCoverage(centers, sigma)
-        self.curve, self.cpu_s, self.wall_s = [], 0.0, 0.0
+        self.curve, self.norms, self.cpu_s, self.wall_s = [], [], 0.0, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.start = (time.process_time(), time.perf_counter())
@@ -99,7 +101,12 @@ class Evaluate(pl.Callback):
         self.cpu_s += time.process_time() - self.start[0]
         self.wall_s += time.perf_counter() - self.start[1]
         last = batch_idx + 1 >= trainer.num_training_batches
-        if int(pl_module.iteration) % self.every == 0 or self.cpu_s >= self.budget or last:
+        iteration, log_every = int(pl_module.iteration), trainer.log_every_n_steps
+        if log_every and iteration % log_every == 0:
+            logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k in NORM_KEYS}
+            if logged:
+                self.norms.append({"iteration": iteration, "cpu_s": self.cpu_s} | logged)
+        if iteration % self.every == 0 or self.cpu_s >= self.budget or last:
             with torch.random.fork_rng():
                 self.evaluate(pl_module)
             trainer.should_stop = self.cpu_s >= self.budget
@@ -110,8 +117,9 @@ class Evaluate(pl.Callback):
         self.curve.append(point | coverage(self.metric, samples))
 
 
-def summarise(curve: list[dict], num_modes: int, settle_s: float) -> dict:
-    """First evaluation reaching each goal; worst coverage after ``settle_s`` CPU seconds; the end."""
+def summarise(curve: list[dict], num_modes: int, settle_s: float, norms: list[dict] = ()) -> dict:
+    """First evaluation reaching each goal; worst coverage after ``settle_s`` CPU seconds; the end;
+    the median teaching/GAN gradient-norm ratio after ``settle_s`` (None without both norms)."""
     out = {}
     for goal in GOALS:
         hit = next((p for p in curve if reached(p, num_modes)[goal]), None)
@@ -121,6 +129,12 @@ def summarise(curve: list[dict], num_modes: int, settle_s: float) -> dict:
     out["max_kl"] = max(p["kl"] for p in later)
     out["best_hq"] = max(p["hq"] for p in curve)
     out["best_kl"] = min(p["kl"] for p in curve)
+    ratios = [
+        p["train/grad_norm_teach"] / p["train/grad_norm_gan"]
+        for p in norms
+        if p["cpu_s"] >= settle_s and p.get("train/grad_norm_gan", 0) > 0 and "train/grad_norm_teach" in p
+    ]
+    out["teach_to_gan_median"] = statistics.median(ratios) if ratios else None
     out["final"] = {k: curve[-1][k] for k in ("iteration", "cpu_s", "modes_veegan", "modes_pacgan", "hq", "kl")}
     return out
 
@@ -147,16 +161,21 @@ def one_run(task: tuple) -> dict:
     trainer(args["max_iterations"], [callback]).fit(model, data)
     result = {"run": run, "data": data_name, "config": config, "seed": seed, "num_modes": num_modes, "budget": budget}
     result |= {"total_wall_s": time.perf_counter() - start, "set": args["set"], "curve": callback.curve}
-    result["summary"] = summarise(callback.curve, num_modes, args["settle"] * budget)
-    f = result["summary"]["final"]
+    result["grad_norms"] = callback.norms
+    result["summary"] = summarise(callback.curve, num_modes, args["settle"] * budget, callback.norms)
+    f, ratio = result["summary"]["final"], fmt_ratio(result["summary"]["teach_to_gan_median"])
     print(
         f"{run:<24} seed {seed}: it {f['iteration']:>6} cpu {f['cpu_s']:6.1f}s modes {f['modes_veegan']:.0f}/"
         f"{f['modes_pacgan']:.0f} of {num_modes} HQ {100 * f['hq']:5.1f}% KL {f['kl']:.3f} | min PacGAN modes "
-        f"{result['summary']['min_modes_pacgan']:.0f} | "
+        f"{result['summary']['min_modes_pacgan']:.0f} | teach/GAN {ratio} | "
         + " ".join(f"{g}={fmt_hit(result['summary'][g])}" for g in GOALS),
         flush=True,
     )
     return result
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.3g}"
 
 
 def fmt_hit(hit: dict | None) -> str:
@@ -167,8 +186,8 @@ def table(runs: list[dict]) -> str:
     """One row per (data, config): median CPU seconds to each goal over the seeds that reached it."""
     lines = [
         "| data | config | seeds | " + " | ".join(f"CPU s to {g}" for g in GOALS.values())
-        + " | min PacGAN modes | final modes (PacGAN) | final % HQ | final KL | iterations |",
-        "|---|---|---|" + "---|" * (len(GOALS) + 5),
+        + " | min PacGAN modes | final modes (PacGAN) | final % HQ | final KL | iterations | teach/GAN gradient |",
+        "|---|---|---|" + "---|" * (len(GOALS) + 6),
     ]  # fmt: skip
     for key in dict.fromkeys(r["run"] for r in runs):
         group = [r for r in runs if r["run"] == key]
@@ -194,6 +213,7 @@ def table(runs: list[dict]) -> str:
             "/".join(f"{100 * f['hq']:.0f}" for f in finals),
             "/".join(f"{f['kl']:.2f}" for f in finals),
             "/".join(str(f["iteration"]) for f in finals),
+            "/".join(fmt_ratio(r["summary"].get("teach_to_gan_median")) for r in group),
         ]
         data, config = key.split(":")
         lines.append(f"| {data} | {config} | {n} | " + " | ".join(cells) + " |")
@@ -201,14 +221,22 @@ def table(runs: list[dict]) -> str:
 
 
 def plot(runs: list[dict], path) -> None:
-    """Per data set: PacGAN-rule modes (top) and % HQ (bottom) against CPU seconds, a line per run."""
+    """Per data set: PacGAN-rule modes (top) and % HQ against CPU seconds, a line per run; below
+    them, when a run logged both gradient norms, the teaching/GAN ratio (log scale)."""
     from matplotlib.figure import Figure
 
     datasets = list(dict.fromkeys(r["data"] for r in runs))
     configs = list(dict.fromkeys(r["config"] for r in runs))
     colors = {c: f"C{i}" for i, c in enumerate(configs)}
-    fig = Figure(figsize=(5.5 * len(datasets), 7))
-    axes = fig.subplots(2, len(datasets), sharex="col", squeeze=False)
+
+    def ratio_curve(run: dict) -> tuple[list, list]:
+        points = [p for p in run.get("grad_norms", []) if p.get("train/grad_norm_gan", 0) > 0]
+        points = [p for p in points if "train/grad_norm_teach" in p]
+        return [p["cpu_s"] for p in points], [p["train/grad_norm_teach"] / p["train/grad_norm_gan"] for p in points]
+
+    rows = 3 if any(ratio_curve(r)[0] for r in runs) else 2
+    fig = Figure(figsize=(5.5 * len(datasets), 3.5 * rows))
+    axes = fig.subplots(rows, len(datasets), sharex="col", squeeze=False)
     for col, data in enumerate(datasets):
         seen = set()
         for r in (r for r in runs if r["data"] == data):
@@ -218,8 +246,13 @@ def plot(runs: list[dict], path) -> None:
             style = {"color": colors[r["config"]], "alpha": 0.75, "lw": 1.2}
             axes[0, col].plot(t, [p["modes_pacgan"] for p in r["curve"]], label=label, **style)
             axes[1, col].plot(t, [100 * p["hq"] for p in r["curve"]], **style)
+            if rows == 3:
+                axes[2, col].plot(*ratio_curve(r), **style)
         axes[0, col].set(title=data, ylabel="modes (PacGAN rule, >= 20 HQ samples)")
-        axes[1, col].set(xlabel="training CPU seconds (one thread)", ylabel="% high quality")
+        axes[1, col].set(ylabel="% high quality")
+        if rows == 3:
+            axes[2, col].set(yscale="log", ylabel="‖∇ teaching‖ / ‖∇ λ·GAN‖")
+        axes[-1, col].set(xlabel="training CPU seconds (one thread)")
         axes[0, col].legend(fontsize=8)
     for ax in axes.flat:
         ax.grid(alpha=0.3)
