@@ -2,8 +2,10 @@
 
 Usage: ``python benchmarks/coverage.py [--budget 180] [--seeds 0 1 2] [--jobs 2] [--threads 1]``.
 Every run trains one method from its shipped config for ``--budget`` seconds of training time
-(CPU time by default, see :class:`Budget`), evaluating modes / % high quality / KL (the VEEGAN
-protocol, 3σ) on fresh samples ``--evaluations`` times along the way. Writes
+(CPU time by default; the first iteration, which compiles with ``--backend compiled``, and the
+evaluations are not charged: :class:`~lbt_lightning.callbacks.CoverageBudget`), evaluating modes
+(VEEGAN rule, >= 1 HQ sample) / % high quality / KL (the VEEGAN protocol, 3σ) on the one evaluation
+path ``--evaluations`` times along the way. Writes
 ``benchmarks/results/coverage.json`` (every evaluation with its iteration, training, wall and CPU
 seconds) and ``coverage.png`` next to it (modes and % HQ against training time), and prints a mean ± sd table
 at the end of the budget. docs/results.md used ``--budget 60 --backend compiled`` (a reduced
@@ -15,11 +17,10 @@ import multiprocessing
 import statistics
 import time
 
-import pytorch_lightning as pl
 import torch
 from common import METHODS, RESULTS, build, machine, trainer, write_report
 
-from lbt_lightning.metrics import ModeCoverage
+from lbt_lightning.callbacks import CoverageBudget
 
 # name: (config folder, data overrides, samples per evaluation)
 DATASETS = {
@@ -35,44 +36,6 @@ DATASETS = {
 }
 
 
-class Budget(pl.Callback):
-    """Stops after ``seconds`` of training time and evaluates coverage at even times.
-
-    The clock is the process's CPU time (``--clock cpu``: with one torch thread, the wall time the
-    run would take on an idle core, whatever else the machine runs) or wall time (``--clock
-    wall``). The first iteration (which compiles, for LBT's compiled backend) and the evaluations
-    are not charged; both clocks are recorded at every evaluation.
-    """
-
-    def __init__(self, seconds: float, evaluations: int, metric: ModeCoverage, num_samples: int, clock: str):
-        self.seconds, self.evaluations, self.metric, self.num_samples = seconds, evaluations, metric, num_samples
-        self.clock = time.process_time if clock == "cpu" else time.perf_counter
-        self.curve, self.spent, self.started = [], {"train_s": 0.0, "wall_s": 0.0, "cpu_s": 0.0}, False
-
-    def now(self) -> dict[str, float]:
-        return {"train_s": self.clock(), "wall_s": time.perf_counter(), "cpu_s": time.process_time()}
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.batch_start = self.now()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        end = self.now()
-        if not self.started:  # the first iteration compiles (LBT compiled backend): not charged
-            self.first_iteration_s, self.started = end["wall_s"] - self.batch_start["wall_s"], True
-            return
-        self.spent = {k: self.spent[k] + end[k] - self.batch_start[k] for k in end}
-        due = self.seconds * (len(self.curve) + 1) / self.evaluations
-        if self.spent["train_s"] >= due:
-            self.evaluate(pl_module)
-            trainer.should_stop = self.spent["train_s"] >= self.seconds
-
-    def evaluate(self, pl_module) -> None:
-        self.metric.reset()
-        self.metric.update(pl_module.sample_indexed(torch.arange(self.num_samples)).cpu())
-        values = {k: float(v) for k, v in self.metric.compute().items()}
-        self.curve.append({"iteration": int(pl_module.iteration), **self.spent, **values})
-
-
 def one_run(task: tuple) -> dict:
     """Train one (dataset, method, seed) for the budget; returns its curve."""
     dataset, method, seed, args = task
@@ -81,13 +44,15 @@ def one_run(task: tuple) -> dict:
     lbt = METHODS[method].startswith("lbt")
     backend = [f"--model.init_args.unroll_backend={args['backend']}"] if lbt else []
     model, data = build(folder, METHODS[method], [*overrides, *backend, f"--seed_everything={seed}"])
-    metric = ModeCoverage(data.centers, data.sigma)
-    budget = Budget(args["budget"], args["evaluations"], metric, num_samples, args["clock"])
+    budget = CoverageBudget(
+        args["budget"], evaluations=args["evaluations"], num_samples=num_samples, clock=args["clock"],
+        charge_first_iteration=False,
+    )  # fmt: skip
     trainer(args["max_iterations"], [budget]).fit(model, data)
-    if not budget.curve or budget.curve[-1]["train_s"] < budget.spent["train_s"]:
-        budget.evaluate(model)  # the iteration cap was reached first
+    for point in budget.curve:
+        point["modes"] = point["modes_veegan"]
     result = {"dataset": dataset, "method": method, "seed": seed, "clock": args["clock"], "curve": budget.curve}
-    result["first_iteration_s"] = getattr(budget, "first_iteration_s", None)
+    result["first_iteration_s"] = budget.first_iteration_s
     print(f"{dataset:<17} {method:<13} seed {seed}: {budget.curve[-1]}", flush=True)
     return result
 

@@ -43,12 +43,12 @@ class TeachingNorms(pl.Callback):
         self.rows = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.teaching(int(pl_module.iteration)):
+        if pl_module.teaching(pl_module.global_step):
             logs = pl_module._teaching_logs
             gan, teach = float(logs["train/grad_norm_gan"]), float(logs["train/grad_norm_teach"])
             self.rows.append(
                 {
-                    "iteration": int(pl_module.iteration),
+                    "iteration": pl_module.global_step,
                     "gan": gan,
                     "teach": teach,
                     "ratio": teach / gan,

@@ -31,8 +31,8 @@ class Snapshots(pl.Callback):
         self.at, self.generators = at, {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if int(pl_module.iteration) in self.at:
-            self.generators[int(pl_module.iteration)] = copy.deepcopy(pl_module.generator)
+        if pl_module.global_step in self.at:
+            self.generators[pl_module.global_step] = copy.deepcopy(pl_module.generator)
 
 
 @torch.no_grad()

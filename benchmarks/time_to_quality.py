@@ -27,12 +27,10 @@ import shlex
 import statistics
 import time
 
-import pytorch_lightning as pl
 import torch
 from common import RESULTS, build, machine, trainer, write_report
 
-from lbt_lightning.metrics import ModeCoverage
-from lbt_lightning.programs.demo import coverage
+from lbt_lightning.callbacks.budget import GOALS, CoverageBudget, summarise
 
 # data name: (config folder, data overrides)
 DATASETS = {
@@ -41,9 +39,6 @@ DATASETS = {
     "grid25": ("grid", [f"--data.init_args.{k}" for k in ("num_modes=25", "spacing=2.0", "sigma=0.05")]),
     "grid100": ("grid", []),  # PAPER.md §5.1: 10x10, spacing 0.2, σ 0.01
 }
-# what LBT-GAN logs about its generator gradient (docs/methods.md), kept every log_every_n_steps iterations
-NORM_KEYS = ("train/grad_norm_gan", "train/grad_norm_teach", "train/teach_weight", "train/grad_norm")
-GOALS = {"all_modes": "all modes (PacGAN rule)", "hq80": "80% HQ", "hq90": "90% HQ", "kl05": "KL <= 0.05"}
 # Named sets of runs, each with its seeds, evaluation period and output (benchmarks/results/):
 # - main: the paper configs and the fast ones on the ring (GANs 120 CPU s, LBT methods 150 s) and
 #   on the paper's 100-grid (60 s each);
@@ -82,68 +77,6 @@ SUITES = {
 }
 
 
-def reached(point: dict, num_modes: int) -> dict[str, bool]:
-    return {
-        "all_modes": point["modes_pacgan"] >= num_modes,
-        "hq80": point["hq"] >= 0.8,
-        "hq90": point["hq"] >= 0.9,
-        "kl05": point["kl"] <= 0.05,
-    }
-
-
-class Evaluate(pl.Callback):
-    """Every ``every`` iterations: CPU seconds of training so far and the coverage of fresh samples."""
-
-    def __init__(self, every: int, budget: float, centers, sigma: float, num_samples: int):
-        self.every, self.budget, self.num_samples = every, budget, num_samples
-        self.metric = ModeCoverage(centers, sigma)
-        self.curve, self.norms, self.cpu_s, self.wall_s = [], [], 0.0, 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.start = (time.process_time(), time.perf_counter())
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.cpu_s += time.process_time() - self.start[0]
-        self.wall_s += time.perf_counter() - self.start[1]
-        last = batch_idx + 1 >= trainer.num_training_batches
-        iteration, log_every = int(pl_module.iteration), trainer.log_every_n_steps
-        if log_every and iteration % log_every == 0:
-            logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k in NORM_KEYS}
-            if logged:
-                self.norms.append({"iteration": iteration, "cpu_s": self.cpu_s} | logged)
-        if iteration % self.every == 0 or self.cpu_s >= self.budget or last:
-            with torch.random.fork_rng():
-                self.evaluate(pl_module)
-            trainer.should_stop = self.cpu_s >= self.budget
-
-    def evaluate(self, pl_module) -> None:
-        samples = pl_module.sample_indexed(torch.arange(self.num_samples)).cpu()
-        point = {"iteration": int(pl_module.iteration), "cpu_s": self.cpu_s, "wall_s": self.wall_s}
-        self.curve.append(point | coverage(self.metric, samples))
-
-
-def summarise(curve: list[dict], num_modes: int, settle_s: float, norms: list[dict] = ()) -> dict:
-    """First evaluation reaching each goal; worst coverage after ``settle_s`` CPU seconds; the end;
-    the median teaching/GAN gradient-norm ratio after ``settle_s`` (None without both norms)."""
-    out = {}
-    for goal in GOALS:
-        hit = next((p for p in curve if reached(p, num_modes)[goal]), None)
-        out[goal] = None if hit is None else {"cpu_s": hit["cpu_s"], "iteration": hit["iteration"]}
-    later = [p for p in curve if p["cpu_s"] >= settle_s] or curve[-1:]
-    out["min_modes_pacgan"] = min(p["modes_pacgan"] for p in later)
-    out["max_kl"] = max(p["kl"] for p in later)
-    out["best_hq"] = max(p["hq"] for p in curve)
-    out["best_kl"] = min(p["kl"] for p in curve)
-    ratios = [
-        p["train/grad_norm_teach"] / p["train/grad_norm_gan"]
-        for p in norms
-        if p["cpu_s"] >= settle_s and p.get("train/grad_norm_gan", 0) > 0 and "train/grad_norm_teach" in p
-    ]
-    out["teach_to_gan_median"] = statistics.median(ratios) if ratios else None
-    out["final"] = {k: curve[-1][k] for k in ("iteration", "cpu_s", "modes_veegan", "modes_pacgan", "hq", "kl")}
-    return out
-
-
 def split_run(run: str, default_budget: float) -> tuple[str, float]:
     """``data:config[@CPU s]`` -> (``data:config``, its CPU-second budget)."""
     name, _, budget = run.partition("@")
@@ -161,7 +94,9 @@ def one_run(task: tuple) -> dict:
     eager = ["--model.init_args.unroll_backend=eager"] if "lbt" in config else []  # minutes cannot amortise a compile
     model, data = build(folder, config, [*data_overrides, *eager, *knobs, *args["set"], f"--seed_everything={seed}"])
     num_modes = len(data.centers)
-    callback = Evaluate(args["every"], budget, data.centers, data.sigma, max(2500, 100 * num_modes))
+    callback = CoverageBudget(
+        budget, evaluations=None, every_n_iterations=args["every"], num_samples=max(2500, 100 * num_modes)
+    )
     start = time.perf_counter()
     trainer(args["max_iterations"], [callback]).fit(model, data)
     result = {"run": run, "data": data_name, "config": config, "seed": seed, "num_modes": num_modes, "budget": budget}

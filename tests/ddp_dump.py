@@ -22,7 +22,7 @@ class DumpRankState(pl.Callback):
             "optimizers": [opt.state_dict() for opt in trainer.optimizers],
             "num_evaluated": coverage[0].num_evaluated if coverage else None,
             "world_size": trainer.world_size,
-            "iteration": int(pl_module.iteration),
+            "iteration": pl_module.global_step,
             "rng": torch.get_rng_state(),
         }
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ class Marks(pl.Callback):
         AtomicCheckpointIO.save_checkpoint = marked
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        os.write(self.fd, f"i{int(pl_module.iteration)}\n".encode())
+        os.write(self.fd, f"i{pl_module.global_step}\n".encode())
 
 
 def train(folder: str, iterations: int) -> None:
@@ -52,7 +52,7 @@ def train(folder: str, iterations: int) -> None:
     fd = os.open(folder / "marks", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     pl.seed_everything(11, verbose=False)
     model = tiny_lbt_gan(2)
-    checkpoint = IterationCheckpoint(dirpath=folder / "ckpt", every_n_iterations=1, save_last=True)
+    checkpoint = IterationCheckpoint(dirpath=folder / "ckpt", every_n_train_steps=1, save_last=True)
     callbacks = [Marks(fd), checkpoint, DumpRankState(str(folder / "dump"))]
     trainer = quiet_trainer(iterations, enable_checkpointing=True, default_root_dir=folder, callbacks=callbacks)
     last = folder / "ckpt" / "last.ckpt"
@@ -85,7 +85,7 @@ class KillRank(pl.Callback):
         self.rank, self.at, self.marker, self.signal = rank, at, Path(marker), signal
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_rank == self.rank and int(pl_module.iteration) + 1 == self.at and not self.marker.exists():
+        if trainer.global_rank == self.rank and pl_module.global_step + 1 == self.at and not self.marker.exists():
             self.marker.write_text(f"{time.time()!r} {os.getpid()}")
             os.kill(os.getpid(), getattr(signal, f"SIG{self.signal}"))
 
@@ -102,7 +102,7 @@ def cli(method: str, root: Path, *extra: str, run: bool = True):
     """An in-process ``lightning fit`` of a tiny ring model writing under ``root`` (``run=False``:
     only built). ``sys.argv`` is bare also in module fixtures, which run before conftest's."""
     args = ["--config", str(EXPERIMENTS / f"ring/{method}.yaml"), f"--trainer.default_root_dir={root}"]
-    args += ["--trainer.limit_train_batches=1", "--data.init_args.batch_size=8", "--trainer.enable_progress_bar=false"]
+    args += ["--trainer.max_steps=1", "--data.init_args.batch_size=8", "--trainer.enable_progress_bar=false"]
     args += SMALL if method == "lbt_gan" else ["--model.init_args.generator.init_args.hidden=[8]"]
     with mock.patch.object(sys, "argv", sys.argv[:1]):
         return main(["fit", *args, *extra] if run else [*args, *extra], run=run)

@@ -49,7 +49,8 @@ def bad_checkpoints(tmp_path_factory) -> dict[str, Path]:
         "truncated": (root / "truncated.ckpt", "is truncated"),
         "random_bytes": (root / "random.ckpt", "is not a PyTorch checkpoint"),
         "other_method": (next((root / "gan").rglob("last.ckpt")), "is a lbt_lightning.methods.GAN checkpoint"),
-        "other_data_shape": (root / "shape3.ckpt", "is for other data: generator output shape (3,) != data shape (2,)"),
+        # the 2-D config names the shapes, which differ from the checkpoint's: refused at the argument
+        "other_data_shape": (root / "shape3.ckpt", "data_shape: [2] given, but checkpoint"),
         "missing": (root / "missing.ckpt", "does not exist"),
         "pickled_objects": (root / "pickled.ckpt", "weights_only=True refuses"),
     }
@@ -93,13 +94,13 @@ class FullDisk(AtomicCheckpointIO):
 
 def test_full_disk_keeps_last_checkpoint_and_names_the_folder(tmp_path):
     folder = tmp_path / "ckpt"
-    checkpoint = IterationCheckpoint(dirpath=folder, every_n_iterations=1, save_last=True)
-    # room for iteration 1 (iteration=1.ckpt, last.ckpt); iteration 2's first write fails
+    checkpoint = IterationCheckpoint(dirpath=folder, every_n_train_steps=1, save_last=True)
+    # room for iteration 1 (step=1.ckpt, last.ckpt); iteration 2's first write fails
     trainer = quiet_trainer(4, enable_checkpointing=True, callbacks=[checkpoint], plugins=[FullDisk(room=2)])
     with pytest.raises(CheckpointError, match=f"in '{folder}' \\(No space left on device\\)"):
         trainer.fit(fault_run.tiny_lbt_gan(2), RingDataModule(batch_size=8))
-    assert sorted(p.name for p in folder.iterdir()) == ["iteration=1.ckpt", "last.ckpt"]  # no partial file
-    assert int(load_checkpoint_file(folder / "last.ckpt")["state_dict"]["iteration"]) == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step=1.ckpt"]  # no partial file
+    assert int(load_checkpoint_file(folder / "last.ckpt")["global_step"]) == 1
 
 
 def test_partial_file_is_renamed_within_the_folder(tmp_path, monkeypatch):
@@ -139,5 +140,5 @@ def test_corrupt_images_skipped_and_counted_when_asked(tmp_path):
 
 
 def test_empty_image_folder_names_the_root(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"root='{tmp_path}' holds 0 images"):
+    with pytest.raises(FileNotFoundError, match=f"root='{tmp_path}' holds no image files"):
         ImageFolderDataModule(str(tmp_path)).setup("fit")

@@ -10,6 +10,7 @@ from trainers import quiet_trainer
 
 from lbt_lightning.data import RingDataModule
 from lbt_lightning.lightning import cli
+from lbt_lightning.lightning.checkpoint_io import load_checkpoint_file
 from lbt_lightning.lightning.cli import main
 from lbt_lightning.methods import GAN, LBT, LBTGAN, UnrolledGAN
 
@@ -35,7 +36,7 @@ def _argv(monkeypatch):
 
 def fit(method: str, *extra: str, iterations: int = 3):
     args = ["fit", "--config", str(EXPERIMENTS / f"ring/{method}.yaml"), *SMALL[method]]
-    args += [f"--trainer.limit_train_batches={iterations}", "--data.init_args.batch_size=32"]
+    args += [f"--trainer.max_steps={iterations}", "--data.init_args.batch_size=32"]
     args += ["--model.init_args.generator.init_args.hidden=[16]", "--trainer.enable_progress_bar=false"]
     return main([*args, *extra])
 
@@ -44,9 +45,9 @@ def fit(method: str, *extra: str, iterations: int = 3):
 def test_load_from_checkpoint_gives_the_same_samples(method, tmp_cwd):
     trained = fit(method).model
     folder = tmp_cwd / "runs/lightning_logs/version_0/checkpoints"
-    assert sorted(p.name for p in folder.iterdir()) == ["iteration=3.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step=3.ckpt"]
     loaded = CLASSES[method].load_from_checkpoint(folder / "last.ckpt")
-    assert type(loaded) is type(trained) and int(loaded.iteration) == 3
+    assert type(loaded) is type(trained) and load_checkpoint_file(folder / "last.ckpt")["global_step"] == 3
     assert loaded.hparams["_class_path"] == f"lbt_lightning.methods.{CLASSES[method].__name__}"
     trained.eval(), loaded.eval()
     with torch.random.fork_rng():
@@ -67,7 +68,7 @@ def test_a_loaded_model_trains_on_and_saves_a_loadable_checkpoint(tmp_cwd):
     trainer.fit(loaded, RingDataModule(batch_size=32))
     trainer.save_checkpoint(tmp_cwd / "again.ckpt")
     again = GAN.load_from_checkpoint(tmp_cwd / "again.ckpt")
-    assert int(again.iteration) == 2
+    assert load_checkpoint_file(tmp_cwd / "again.ckpt")["global_step"] == 1  # a new fit counts from 0
     assert all(torch.equal(again.state_dict()[k], v) for k, v in loaded.state_dict().items())
 
 
@@ -92,7 +93,7 @@ def test_one_source_of_trainer_defaults():
     assert (EXPERIMENTS / "trainer.yaml").resolve() == cli.DEFAULT_CONFIG.resolve()
     defaults = yaml.safe_load(cli.DEFAULT_CONFIG.read_text())
     built = main(["--config", str(EXPERIMENTS / "ring/gan.yaml")], run=False)
-    assert built.trainer.limit_train_batches == defaults["trainer"]["limit_train_batches"]
+    assert built.trainer.max_steps == defaults["trainer"]["max_steps"]
     listed = [c["class_path"].rsplit(".", 1)[1] for c in defaults["trainer"]["callbacks"]]
     assert [type(c).__name__ for c in built.trainer.callbacks if type(c).__name__ in listed] == sorted(
         listed,

@@ -42,7 +42,7 @@ def test_ddp_replicas_are_identical(method, backend, tmp_path):
         sys.executable, "-m", "lbt_lightning", "fit",
         "--config", str(EXPERIMENTS / "trainer.yaml"), "--config", str(EXPERIMENTS / CONFIGS[method]),
         "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp_find_unused_parameters_true",
-        "--trainer.limit_train_batches=3", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
+        "--trainer.max_steps=3", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
         "--trainer.enable_checkpointing=false", "--data.init_args.batch_size=64",
         "--model.init_args.generator.init_args.hidden=[32]",
         "--trainer.callbacks=lbt_lightning.callbacks.ModeCoverageCallback",
@@ -114,11 +114,11 @@ def test_ddp_resume_is_exact_on_every_rank(tmp_path):
             sys.executable, "-m", "lbt_lightning", "fit",
             "--config", str(EXPERIMENTS / "trainer.yaml"), "--config", str(EXPERIMENTS / CONFIGS["lbt_gan"]),
             "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp_find_unused_parameters_true",
-            "--trainer.limit_train_batches=4", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
+            "--trainer.max_steps=4", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
             "--data.init_args.batch_size=64", "--model.init_args.generator.init_args.hidden=[32]",
             "--model.init_args.unroll_backend=eager", *SMALL["lbt_gan"],
             "--trainer.callbacks=lbt_lightning.callbacks.IterationCheckpoint",
-            "--trainer.callbacks.every_n_iterations=2", "--trainer.callbacks.save_top_k=-1",
+            "--trainer.callbacks.every_n_train_steps=2", "--trainer.callbacks.save_top_k=-1",
             f"--trainer.callbacks.dirpath={tmp_path / 'ckpt'}",
             "--trainer.callbacks+=ddp_dump.DumpRankState", f"--trainer.callbacks.out_dir={out}",
             *extra,
@@ -128,7 +128,7 @@ def test_ddp_resume_is_exact_on_every_rank(tmp_path):
         return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 
     uninterrupted = run("a")
-    resumed = run("b", f"--ckpt_path={tmp_path / 'ckpt' / 'iteration=2.ckpt'}")
+    resumed = run("b", f"--ckpt_path={tmp_path / 'ckpt' / 'step=2.ckpt'}")
     for rank in (0, 1):
         a, b = (dict(flatten({"m": r["module"], "o": r["optimizers"], "rng": r["rng"]})) for r in
                 (uninterrupted[rank], resumed[rank]))  # fmt: skip
@@ -136,3 +136,39 @@ def test_ddp_resume_is_exact_on_every_rank(tmp_path):
         for key in a:
             if isinstance(a[key], torch.Tensor):
                 assert torch.equal(a[key], b[key]), f"rank {rank}: {key} differs after resume"
+
+
+def test_two_nodes_started_the_way_a_cluster_starts_them_stay_identical(tmp_path):
+    """Two "nodes" of one CPU process each, launched separately as srun or torchrun would (Lightning
+    reads MASTER_ADDR, MASTER_PORT, NODE_RANK and LOCAL_RANK; ``num_nodes`` × ``devices`` ranks): the
+    replicas end identical and both see the whole world."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "dump"
+    cmd = [
+        sys.executable, "-m", "lbt_lightning", "fit",
+        "--config", str(EXPERIMENTS / "trainer.yaml"), "--config", str(EXPERIMENTS / CONFIGS["lbt_gan"]),
+        "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=2",
+        "--trainer.strategy=ddp_find_unused_parameters_true", "--trainer.max_steps=2",
+        "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.enable_checkpointing=false",
+        "--data.init_args.batch_size=64", "--model.init_args.generator.init_args.hidden=[32]", *SMALL["lbt_gan"],
+        "--model.init_args.unroll_backend=eager",
+        "--trainer.callbacks=ddp_dump.DumpRankState", f"--trainer.callbacks.out_dir={out}",
+    ]  # fmt: skip
+    nodes = []
+    for node in (0, 1):
+        env = child_env() | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "NODE_RANK": str(node)}
+        env |= {"LOCAL_RANK": "0", "WORLD_SIZE": "2"}
+        nodes.append(subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outputs = [p.communicate(timeout=600) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2 and ranks[1]["iteration"] == 2
+    a, b = (dict(flatten({"m": r["module"], "o": r["optimizers"]})) for r in ranks)
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(a[key], b[key]), f"{key} differs between the nodes"

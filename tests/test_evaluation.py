@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def ring_run(tmp_path_factory):
     """A 3-iteration LBT-GAN run on the ring with narrow networks."""
     small = [f"--model.init_args.{m}.init_args.hidden=[16]" for m in ("generator", "estimator", "discriminator")]
     extra = [*small, "--model.init_args.unroll_steps=2", "--data.init_args.batch_size=500"]
-    return short_fit(tmp_path_factory.mktemp("ring"), "ring/lbt_gan.yaml", "--trainer.limit_train_batches=3", *extra)
+    return short_fit(tmp_path_factory.mktemp("ring"), "ring/lbt_gan.yaml", "--trainer.max_steps=3", *extra)
 
 
 def coverage(cli) -> ModeCoverageCallback:
@@ -97,9 +98,10 @@ def test_predict_writes_n_samples_and_a_scatter(ring_run, tmp_cwd):
 def test_predict_without_a_writer_gets_the_default_one(ring_run, tmp_cwd):
     args, _ = ring_run
     main(["predict", *args, *QUIET])
-    files = sorted(p.name for p in (tmp_cwd / "runs").rglob("predictions/*"))
+    run = Path(args[-1].split("=", 1)[1]).parents[1]  # beside the checkpoint's run
+    files = sorted(p.name for p in run.rglob("predictions/*"))
     assert files == ["samples.png", "samples.pt"]
-    assert torch.load(next((tmp_cwd / "runs").rglob("samples.pt"))).shape == (10_000, 2)
+    assert torch.load(next(run.rglob("samples.pt"))).shape == (1_000, 2)
 
 
 @pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")  # the list below drops the checkpoint
@@ -142,7 +144,7 @@ def test_stacked_mnist_validate_test_predict(tmp_path, capsys):
         f"--trainer.callbacks.init_args.classifier_path={classifier}",
         "--trainer.callbacks.init_args.num_samples=40",
     ]
-    fit = [*narrow, *data, *metric, "--trainer.limit_train_batches=2", "--trainer.callbacks.init_args.batch_size=20"]
+    fit = [*narrow, *data, *metric, "--trainer.max_steps=2", "--trainer.callbacks.init_args.batch_size=20"]
     args, _ = short_fit(tmp_path, "stacked_mnist/gan_cpu.yaml", *fit)
     with pytest.MonkeyPatch.context() as m:
         m.chdir(tmp_path)

@@ -4,6 +4,7 @@ Lightning iteration against the eager one, and the choice made by ``unroll_backe
 
 import copy
 import warnings
+from unittest import mock
 
 import pytest
 import pytorch_lightning as pl
@@ -171,9 +172,9 @@ def test_lbt_gan_counts_the_teaching_iterations_left(warmup, every, done, total)
         warmup_iterations=warmup,
         teach_every=every,
     )
-    model.iteration.fill_(done)
     model.iterations_left = lambda: total - done
-    assert model.teaching_iterations_left() == sum(model.teaching(i) for i in range(done + 1, total + 1))
+    with mock.patch.object(LBTGAN, "global_step", new_callable=mock.PropertyMock, return_value=done):
+        assert model.teaching_iterations_left() == sum(model.teaching(i) for i in range(done + 1, total + 1))
 
 
 def flow_lbt(backend):
@@ -215,7 +216,7 @@ def test_losses_are_logged_when_the_logger_writes_and_at_the_end(method):
     else:  # teaching on iterations 1, 4 and 7 only: its losses are carried to the logged iterations
         model = LBTGAN(generator, estimator, MLPDiscriminator(hidden=[16]), teach_every=3, **kwargs)
     logged, log = [], model.log
-    model.log = lambda name, value, **kw: logged.append((int(model.iteration), name)) or log(name, value, **kw)
+    model.log = lambda name, value, **kw: logged.append((model.global_step, name)) or log(name, value, **kw)
     trainer = quiet_trainer(7, log_every_n_steps=3)
     trainer.fit(model, RingDataModule(batch_size=32))
     assert sorted({i for i, _ in logged}) == [3, 6, 7]

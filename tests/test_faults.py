@@ -152,11 +152,11 @@ def ddp_command(folder: Path, marker: Path, iterations: int, signal: str, timeou
         sys.executable, "-m", "lbt_lightning", "fit",
         "--config", str(EXPERIMENTS / "ring/lbt_gan.yaml"), "--config", str(EXPERIMENTS / "ddp.yaml"),
         f"--trainer.strategy.init_args.timeout={timeout}",
-        "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.limit_train_batches={iterations}",
+        "--trainer.accelerator=cpu", "--trainer.devices=2", f"--trainer.max_steps={iterations}",
         "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--data.init_args.batch_size=16",
         *fault_run.SMALL,
         "--trainer.callbacks=lbt_lightning.callbacks.IterationCheckpoint",
-        "--trainer.callbacks.every_n_iterations=1", "--trainer.callbacks.save_last=true",
+        "--trainer.callbacks.every_n_train_steps=1", "--trainer.callbacks.save_last=true",
         f"--trainer.callbacks.dirpath={folder / 'ckpt'}",
         "--trainer.callbacks+=fault_run.KillRank", "--trainer.callbacks.rank=1", "--trainer.callbacks.at=4",
         f"--trainer.callbacks.marker={marker}", f"--trainer.callbacks.signal={signal}",
@@ -180,9 +180,9 @@ def test_dead_ddp_rank_ends_the_job_and_the_same_command_resumes(signal, timeout
     assert first.returncode != 0 and ended - killed_at < limit
     last = tmp_path / "ckpt" / "last.ckpt"
     assert f"the last complete checkpoint is {last}" in first.stderr, first.stderr[-2000:]
-    assert int(load_checkpoint_file(last)["state_dict"]["iteration"]) == 3
+    assert int(load_checkpoint_file(last)["global_step"]) == 3
 
     second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"Restored all states from the checkpoint at {last}" in second.stderr + second.stdout
-    assert int(load_checkpoint_file(last)["state_dict"]["iteration"]) == iterations
+    assert int(load_checkpoint_file(last)["global_step"]) == iterations

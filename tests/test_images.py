@@ -202,13 +202,13 @@ def test_image_config_fits_two_iterations_and_logs_fid(config, tmp_cwd, monkeypa
         data = [f"--data.init_args.root={root}", "--data.init_args.holdout=2", "--data.init_args.num_workers=0"]
     lbt = ["--model.init_args.warmup_iterations=1", *SMALL_VAE] if "lbt_gan" in config else []
     args = ["--config", TRAINER, "--config", str(EXPERIMENTS / config), *data, *NARROW, *lbt]
-    args += ["--data.init_args.batch_size=8", "--trainer.limit_train_batches=2", "--trainer.log_every_n_steps=1"]
+    args += ["--data.init_args.batch_size=8", "--trainer.max_steps=2", "--trainer.log_every_n_steps=1"]
     args += ["--trainer.enable_progress_bar=false"]
     cli = main(args, run=False)
     callback = next(cb for cb in cli.trainer.callbacks if isinstance(cb, ImageQuality))
     callback.feature, callback.num_samples, callback.batch_size = TinyFeatures(), 8, 8
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert int(cli.model.iteration) == 2
+    assert cli.model.global_step == 2
     metrics = next((tmp_cwd / "runs").rglob("metrics.csv"))
     text = metrics.read_text()
     assert "val/fid" in text and ("train/teach_loss" in text) == ("lbt_gan" in config)
@@ -223,7 +223,7 @@ def test_checkpoint_fid_through_lightning_test(tmp_cwd, monkeypatch, random_ince
     args += [*NARROW, "--data.init_args.batch_size=8", "--trainer.callbacks.init_args.feature=64"]
     args += [f"--trainer.callbacks.init_args.feature_extractor_weights_path={random_inception_weights}"]
     args += ["--trainer.callbacks.init_args.num_samples=8", "--trainer.enable_progress_bar=false"]
-    main(["fit", *args, "--trainer.limit_train_batches=2"])
+    main(["fit", *args, "--trainer.max_steps=2"])
     checkpoint = next((tmp_cwd / "runs").rglob("last.ckpt"))
     cli = main(["test", *args, "--trainer.callbacks.init_args.test_num_samples=12", f"--ckpt_path={checkpoint}"])
     callback = next(cb for cb in cli.trainer.callbacks if isinstance(cb, ImageQuality))

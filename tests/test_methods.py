@@ -38,7 +38,7 @@ def test_one_step_changes_generator_and_estimator(method):
     model = build(method)
     before = copy.deepcopy(model)
     trainer = fit(model)
-    assert int(model.iteration) == 1
+    assert model.global_step == 1
     assert changed(before.generator, model.generator)
     if method is not GAN:
         assert changed(before.estimator, model.estimator)
@@ -70,17 +70,21 @@ def test_training_step_goes_through_the_teaching_loss_hook(method):
 def test_training_length_counts_iterations_not_optimizer_steps():
     model = build(LBTGAN)
     trainer = fit(model, iterations=5)
-    assert int(model.iteration) == 5
-    assert trainer.global_step == 10  # two optimizers step per iteration
+    assert trainer.global_step == 5  # two optimizers step per iteration; the generator's counts
 
 
 def test_warmup_skips_the_estimator():
     model = build(LBTGAN, warmup_iterations=2)
     before = copy.deepcopy(model)
-    fit(model, iterations=2)
-    assert not changed(before.estimator, model.estimator)
-    fit(model, iterations=1)
-    assert changed(before.estimator, model.estimator)
+    estimators = []
+
+    class Keep(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            estimators.append(copy.deepcopy(pl_module.estimator))
+
+    fit(model, iterations=3, callbacks=[Keep()])
+    assert not changed(before.estimator, estimators[1])  # after iteration 2
+    assert changed(before.estimator, estimators[2])
 
 
 def test_teach_every_teaches_on_every_nth_iteration_after_the_warmup():
@@ -89,15 +93,30 @@ def test_teach_every_teaches_on_every_nth_iteration_after_the_warmup():
     assert int(model.teacher.t) == 2 * 2  # two updates of estimator_steps x unroll_steps Adam steps
 
 
-def test_max_steps_is_refused():
-    trainer = pl.Trainer(max_steps=10, logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    with pytest.raises(ValueError, match="limit_train_batches"):
-        trainer.fit(build(GAN), RingDataModule(batch_size=8))
+@pytest.mark.parametrize("method", [GAN, LBT, LBTGAN])
+def test_global_step_counts_iterations(method):
+    model = build(method, **({"teach_every": 2} if method is LBTGAN else {}))
+    trainer = pl.Trainer(max_steps=5, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    batches = []
+    model.on_train_batch_start = lambda batch, batch_idx: batches.append(batch_idx)
+    trainer.fit(model, RingDataModule(batch_size=8))
+    assert trainer.global_step == 5 and batches == [0, 1, 2, 3, 4]
+
+
+def test_a_skipped_update_still_counts_as_an_iteration():
+    model = build(GAN)
+    model.clip_grad_norm = None
+    weights = copy.deepcopy(model.generator.state_dict())
+    model.generator_step = lambda optimizer, loss: model.generator_step_with_grads(optimizer, loss * float("nan"))
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(model, RingDataModule(batch_size=8))
+    assert trainer.global_step == 2 and int(model.skipped_steps) == 2
+    assert all(torch.equal(v, model.generator.state_dict()[k]) for k, v in weights.items() if "num_batches" not in k)
 
 
 def test_endless_stream_without_length_is_refused():
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    with pytest.raises(ValueError, match="limit_train_batches"):
+    with pytest.raises(ValueError, match="max_steps"):
         trainer.fit(build(GAN), RingDataModule(batch_size=8))
 
 

@@ -16,8 +16,8 @@ class Curve(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         coverage = next(cb for cb in trainer.callbacks if isinstance(cb, ModeCoverageCallback))
-        if coverage.last and int(pl_module.iteration) % coverage.every_n_iterations == 0:
-            self.points[int(pl_module.iteration)] = dict(coverage.last)
+        if coverage.last and pl_module.global_step % coverage.every_n_iterations == 0:
+            self.points[pl_module.global_step] = dict(coverage.last)
 
 
 @pytest.mark.slow  # ~2 min on 2 cores
@@ -29,7 +29,7 @@ def test_paper_ring_lbt_gan_covers_every_mode_and_sharpens(tmp_path, monkeypatch
     cli = main(
         [
             "--config", str(EXPERIMENTS / "trainer.yaml"), "--config", str(EXPERIMENTS / "ring" / "lbt_gan.yaml"),
-            "--trainer.limit_train_batches=1000", "--trainer.enable_progress_bar=false",
+            "--trainer.max_steps=1000", "--trainer.enable_progress_bar=false",
         ],
         run=False,
     )  # fmt: skip

@@ -28,12 +28,12 @@ class Crash(pl.Callback):
         self.at = at
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if int(pl_module.iteration) == self.at:
+        if pl_module.global_step == self.at:
             raise RuntimeError("simulated crash")
 
 
 def trainer(tmp_path, iterations, callbacks=()):
-    checkpoint = IterationCheckpoint(dirpath=tmp_path / "ckpt", every_n_iterations=3, save_last=True)
+    checkpoint = IterationCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=3, save_last=True)
     return quiet_trainer(
         iterations, enable_checkpointing=True, default_root_dir=tmp_path, callbacks=[checkpoint, *callbacks]
     )
@@ -75,7 +75,7 @@ def test_resume_is_exact(method, backend, tmp_path, quick_compile):
     t.fit(model, RingDataModule(batch_size=32), ckpt_path=ckpt)
     resumed = full_state(model, t)
 
-    assert int(model.iteration) == 2 * n
+    assert model.global_step == 2 * n
     assert resumed.keys() == uninterrupted.keys()
     assert any(k.startswith("module.teacher.m") for k in resumed)
     for key in uninterrupted:
@@ -160,7 +160,7 @@ def test_consecutive_skips_stop_the_run():
     model.estimator.poisoned = True
     with pytest.raises(RuntimeError, match="non-finite .* 3 consecutive iterations"):
         quiet_trainer(10).fit(model, RingDataModule(batch_size=16))
-    assert int(model.iteration) == 3
+    assert model.global_step == 3
 
 
 def test_bad_max_consecutive_skips_is_named():

@@ -102,7 +102,7 @@ class RecordFitMetrics(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         coverage = next(cb for cb in trainer.callbacks if isinstance(cb, ModeCoverageCallback))
-        self.at.setdefault(int(pl_module.iteration), dict(coverage.last))
+        self.at.setdefault(pl_module.global_step, dict(coverage.last))
 
 
 def test_fit_time_metrics_equal_validate_on_that_iterations_checkpoint(tmp_path, monkeypatch):
@@ -112,21 +112,21 @@ def test_fit_time_metrics_equal_validate_on_that_iterations_checkpoint(tmp_path,
         "--config", str(EXPERIMENTS / "trainer.yaml"), "--config", str(EXPERIMENTS / "grid" / "gan25_fast.yaml"),
         "--model.init_args.generator.init_args.hidden=[64, 64]", "--trainer.enable_progress_bar=false",
     ]  # fmt: skip
-    cli = main([*config, "--trainer.limit_train_batches=4"], run=False)
+    cli = main([*config, "--trainer.max_steps=4"], run=False)
     recorder = RecordFitMetrics()
     cli.trainer.callbacks.append(recorder)
     for callback in cli.trainer.callbacks:
-        if isinstance(callback, (IterationCheckpoint, ModeCoverageCallback)):
+        if isinstance(callback, ModeCoverageCallback):
             callback.every_n_iterations = 2
         if isinstance(callback, IterationCheckpoint):
-            callback.save_top_k = -1  # keep iteration=2.ckpt
+            callback._every_n_train_steps, callback.save_top_k = 2, -1  # keep step=2.ckpt
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     run = tmp_path / "runs/lightning_logs/version_0"
     fit_time = recorder.at[2]
     assert fit_time["val/modes"] >= 0 and set(fit_time) >= {"val/modes", "val/modes_pacgan", "val/hq", "val/kl"}
 
     validate = main(
-        ["validate", "--config", str(run / "config.yaml"), f"--ckpt_path={run / 'checkpoints/iteration=2.ckpt'}"]
+        ["validate", "--config", str(run / "config.yaml"), f"--ckpt_path={run / 'checkpoints/step=2.ckpt'}"]
     )
     coverage = next(cb for cb in validate.trainer.callbacks if isinstance(cb, ModeCoverageCallback))
     assert coverage.last == fit_time

@@ -49,7 +49,7 @@ def test_every_suite_names_configs_that_exist(ttq):
     root = ttq.RESULTS.parents[1] / "experiments"
     for name, suite in ttq.SUITES.items():
         for run in suite["runs"]:
-            data, config = run.partition("@")[0].split(":")
+            data, config = run.partition("@")[0].partition(",")[0].split(":")
             assert (root / ttq.DATASETS[data][0] / f"{config}.yaml").is_file(), (name, run)
     with pytest.raises(SystemExit):
         ttq.main(["--suite", "moon"])

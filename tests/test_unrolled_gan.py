@@ -97,7 +97,7 @@ def test_one_step_changes_generator_and_discriminator():
     model = UnrolledGAN(MLPGenerator(z_dim=8, hidden=[16]), MLPDiscriminator(hidden=[16]), unroll_steps=2)
     before = copy.deepcopy(model)
     trainer = fit(model)
-    assert int(model.iteration) == 1
+    assert model.global_step == 1
     assert changed(before.generator, model.generator)
     assert changed(before.discriminator, model.discriminator)
     assert {"train/g_loss", "train/d_loss"} <= set(trainer.logged_metrics)

@@ -38,7 +38,7 @@ def test_a_bernoulli_vae_on_data_outside_0_1_is_refused_before_training(data):
         quiet_trainer(2).fit(model, data)
     message = str(info.value)
     assert "[0, 1]" in message and ("whole real line" in message or "[-1, 1]" in message)
-    assert int(model.iteration) == 0
+    assert model.global_step == 0
 
 
 def test_a_data_module_without_a_range_is_named():

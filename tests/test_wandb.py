@@ -68,7 +68,7 @@ def test_offline_run_holds_config_metrics_and_plots(offline):
             str(EXPERIMENTS / "ring/lbt_mixture.yaml"),
             "--config",
             str(EXPERIMENTS / "wandb.yaml"),
-            "--trainer.limit_train_batches=3",
+            "--trainer.max_steps=3",
             "--trainer.log_every_n_steps=1",
             "--trainer.enable_progress_bar=false",
         ]

@@ -8,12 +8,15 @@ The folders are the architecture::
                  backends.py (the interface and the eager backend), compiled.py (torch.func +
                  torch.compile), teacher.py (the estimator and its one Adam state),
                  twin_optimizer.py (a torch.optim step as a function, for the Unrolled GAN)
-    methods/     GenerativeModule (base.py), GAN, LBT, LBTGAN, UnrolledGAN: the algorithms
+    methods/     GenerativeModule (base.py: the fit's checks, length and logging, over
+                 sampling.py, updates.py and checkpoint_state.py), GAN, LBT, LBTGAN,
+                 UnrolledGAN: the algorithms
     data/        LightningDataModules: ring and grid, Stacked MNIST, CIFAR-10, image folders; the
                  sample-index chunks of every evaluation (evaluation.py); the value-range contract
     metrics/     torchmetrics Metrics: 2-D mode coverage, Stacked MNIST modes
     callbacks/   thin: pl_module.sample_indexed(indices) -> metric or plot -> logger; checkpoints,
-                 progress, the estimator's fit (estimator_fit.py)
+                 progress, the estimator's fit (estimator_fit.py), training under a CPU-time
+                 budget (budget.py: the clock of the demo and the benchmarks)
     lightning/   the glue to Lightning: cli.py (``lightning``/``lbt``), checkpoint_io.py,
                  precision.py, optim.py, loggers.py
     programs/    ``python -m lbt_lightning.programs.demo`` (``make demo``) and

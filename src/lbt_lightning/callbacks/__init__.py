@@ -1,5 +1,6 @@
 """Thin callbacks: pl_module.sample_indexed(indices) -> metric or plot -> logger."""
 
+from lbt_lightning.callbacks.budget import CoverageBudget
 from lbt_lightning.callbacks.checkpoint import IterationCheckpoint
 from lbt_lightning.callbacks.estimator_fit import EstimatorFit
 from lbt_lightning.callbacks.evaluation import SampleEvaluator
@@ -13,6 +14,7 @@ from lbt_lightning.callbacks.sample_writer import SampleWriter
 from lbt_lightning.callbacks.stacked_mnist import StackedMNISTModesCallback
 
 __all__ = [
+    "CoverageBudget",
     "EstimatorFit",
     "EveryNIterations",
     "ImageQuality",

@@ -1,22 +1,29 @@
-"""Checkpoints every N iterations (Lightning's ``every_n_train_steps`` counts optimizer steps)."""
+"""Lightning's ``ModelCheckpoint`` with atomic writes and the path to resume from on the screen."""
 
 import signal
 import sys
+import warnings
 from pathlib import Path
 
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from lbt_lightning.lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError
 
+# Lightning 2.6 warns at every periodic save under manual optimization that the file holds the
+# state after the optimizer steps: here that is the point (step=N.ckpt is the state after iteration N).
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
+
 
 class IterationCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` that also saves at the end of every ``every_n_iterations``-th iteration.
+    """``ModelCheckpoint`` whose files are named by iteration and written atomically.
 
-    ``every_n_train_steps`` follows ``trainer.global_step``, which advances once per optimizer step
-    (twice per GAN iteration); this counts the module's ``iteration`` instead, and names the files
-    by it: ``iteration=1500.ckpt`` (and ``last.ckpt`` with ``save_last``). Resume with
-    ``fit --ckpt_path <dir>/last.ckpt``; load the model with ``Method.load_from_checkpoint(path)``.
+    ``every_n_train_steps`` follows ``trainer.global_step``, which counts iterations (one generator
+    update each), so ``every_n_train_steps: 500`` saves ``step=500.ckpt``, ``step=1000.ckpt``, ...
+    (and ``last.ckpt`` with ``save_last``). Resume with ``fit --ckpt_path <dir>/last.ckpt``, also
+    with a larger ``trainer.max_steps`` to train on; load the model with
+    ``Method.load_from_checkpoint(path)``.
 
     Writes are atomic: unless the Trainer has a checkpoint plugin of its own, Lightning's default
     is replaced by :class:`~lbt_lightning.lightning.checkpoint_io.AtomicCheckpointIO`, so a kill during a
@@ -27,19 +34,16 @@ class IterationCheckpoint(ModelCheckpoint):
     names the last one again and ends the ranks it launched.
 
     Arguments:
-        every_n_iterations: Save period in iterations, or None.
-        filename: ``ModelCheckpoint``'s file name pattern; ``{iteration}`` is the module's iteration.
-            None gives Lightning's ``{epoch}-{step}``, whose step counts optimizer steps.
-        **kwargs: Passed to ``ModelCheckpoint`` (``dirpath``, ``save_last``, ``save_top_k``, ...).
+        filename: ``ModelCheckpoint``'s file name pattern; the default ``{step}`` is the iteration.
+            None gives Lightning's ``{epoch}-{step}``.
+        **kwargs: Passed to ``ModelCheckpoint`` (``every_n_train_steps``, ``dirpath``,
+            ``save_last``, ``save_top_k``, ...).
     """
 
     # An explicit argument, not kwargs.setdefault: LightningCLI passes every ModelCheckpoint
     # argument, filename=None included, which silently restored Lightning's {epoch}-{step}.
-    def __init__(self, every_n_iterations: int | None = None, filename: str | None = "{iteration}", **kwargs):
+    def __init__(self, filename: str | None = "{step}", **kwargs):
         super().__init__(filename=filename, **kwargs)
-        if every_n_iterations is not None and (not isinstance(every_n_iterations, int) or every_n_iterations < 1):
-            raise ValueError(f"every_n_iterations must be an integer >= 1 or None, got {every_n_iterations!r}")
-        self.every_n_iterations = every_n_iterations
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -63,8 +67,7 @@ class IterationCheckpoint(ModelCheckpoint):
         if getattr(self, "_fitting", False) and trainer.is_global_zero and last:
             # Said now, when the file is complete: a process killed later (kill -9, or under DDP by
             # Lightning's observer of a dead rank) never reaches on_exception.
-            module = trainer.lightning_module
-            print(f"iteration {int(module.iteration)}: the last complete checkpoint is {filepath}", file=sys.stderr)
+            print(f"iteration {trainer.global_step}: the last complete checkpoint is {filepath}", file=sys.stderr)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         launcher = trainer.strategy.launcher
@@ -76,28 +79,28 @@ class IterationCheckpoint(ModelCheckpoint):
         last = self.last_model_path or self.best_model_path
         if getattr(self, "_fitting", False) and trainer.is_global_zero and last and Path(last).is_file():
             print(
-                f"training stopped in iteration {int(pl_module.iteration)} ({type(exception).__name__}); "
+                f"training stopped after iteration {trainer.global_step} ({type(exception).__name__}); "
                 f"the last complete checkpoint is {last}: resume with fit ... --ckpt_path {last}",
                 file=sys.stderr,
             )
+
+    def _monitor_candidates(self, trainer):
+        candidates = super()._monitor_candidates(trainer)
+        # the iteration, not the "step" metric the module logs (the last logged one when callbacks run)
+        candidates["step"] = torch.tensor(trainer.global_step)
+        return candidates
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # Lightning saves on its period (and at epoch ends without one); the fit's last iteration
+        # is saved too, so that last.ckpt is where the run ended and a larger max_steps extends it.
+        if not self._should_skip_saving_checkpoint(trainer):
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+        super().on_train_end(trainer, pl_module)
 
     def load_state_dict(self, state_dict: dict) -> None:
         # validate/test/predict --ckpt_path restore callback states too; there is nothing to resume
         # then, and Lightning would warn that the new run's checkpoint folder differs.
         if getattr(self, "_fitting", True):
             super().load_state_dict(state_dict)
-
-    def _monitor_candidates(self, trainer):
-        candidates = super()._monitor_candidates(trainer)
-        module = trainer.lightning_module
-        if hasattr(module, "iteration"):
-            candidates["iteration"] = module.iteration.detach().clone()
-        return candidates
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        n = self.every_n_iterations
-        if n is None or int(pl_module.iteration) % n != 0 or self._should_skip_saving_checkpoint(trainer):
-            return
-        candidates = self._monitor_candidates(trainer)
-        self._save_topk_checkpoint(trainer, candidates)
-        self._save_last_checkpoint(trainer, candidates)

@@ -9,9 +9,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 
 class EveryNIterations(pl.Callback):
-    """Calls ``evaluate(trainer, pl_module, iteration)`` every ``every_n_iterations`` and at the
-    last batch of fit (``trainer.num_training_batches``), inside a forked RNG so that evaluating
-    leaves the training run's random stream untouched.
+    """Calls ``evaluate(trainer, pl_module, iteration)`` every ``every_n_iterations`` (of
+    ``trainer.global_step``, which counts iterations) and at the last iteration of fit, inside a
+    forked RNG so that evaluating leaves the training run's random stream untouched.
 
     Arguments:
         every_n_iterations: Evaluation period in iterations (generator updates), >= 1.
@@ -23,9 +23,8 @@ class EveryNIterations(pl.Callback):
         self.every_n_iterations = every_n_iterations
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        iteration = int(pl_module.iteration)
-        last = batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop
-        if iteration % self.every_n_iterations == 0 or last:
+        iteration = trainer.global_step
+        if iteration % self.every_n_iterations == 0 or last_iteration(trainer, batch_idx):
             devices = [pl_module.device] if pl_module.device.type == "cuda" else []
             # Evaluation draws its own noise: switching a callback on or off must not change training.
             with torch.random.fork_rng(devices=devices):
@@ -33,6 +32,18 @@ class EveryNIterations(pl.Callback):
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, iteration: int) -> None:
         raise NotImplementedError
+
+
+def last_iteration(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether the iteration that has just ended is the fit's last: ``max_steps`` reached, the
+    epochs' batches done (``limit_train_batches``), or a stop requested."""
+    steps_done = trainer.max_steps is not None and 0 <= trainer.max_steps <= trainer.global_step
+    epochs_done = (
+        trainer.max_epochs is not None
+        and 0 < trainer.max_epochs <= trainer.current_epoch + 1
+        and batch_idx + 1 >= trainer.num_training_batches
+    )
+    return steps_done or epochs_done or trainer.should_stop
 
 
 def output_dir(trainer: pl.Trainer, name: str) -> Path:

@@ -11,18 +11,17 @@ from rich.table import Table
 
 
 class IterationProgressBar(RichProgressBar):
-    """Lightning's :class:`~pytorch_lightning.callbacks.RichProgressBar` plus ``iteration``.
+    """Lightning's :class:`~pytorch_lightning.callbacks.RichProgressBar` plus ``iteration``
+    (``trainer.global_step``).
 
     The bar already shows every value logged with ``prog_bar=True``: the methods' ``train/*``
     losses and the callbacks' latest ``val/modes``, ``val/hq``, ``val/kl``. The batch counter
-    restarts at 0 when a run resumes from a checkpoint; the module's ``iteration`` does not.
+    restarts at 0 when a run resumes from a checkpoint; ``global_step`` does not.
     """
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
         items = super().get_metrics(trainer, pl_module)
-        if hasattr(pl_module, "iteration"):
-            items = {"iteration": str(int(pl_module.iteration)), **items}  # a str escapes the bar's ".3f"
-        return items
+        return {"iteration": str(trainer.global_step), **items}  # a str escapes the bar's ".3f"
 
 
 class MetricsTable(pl.Callback):
@@ -41,14 +40,14 @@ class MetricsTable(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
-        self._first_iteration = int(getattr(pl_module, "iteration", trainer.global_step))
+        self._first_iteration = trainer.global_step
 
     @rank_zero_only
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # teardown rather than on_fit_end: after the progress bar (listed earlier) has printed its last state
         if stage != "fit" or self._start is None:
             return
-        iteration = int(getattr(pl_module, "iteration", trainer.global_step))
+        iteration = trainer.global_step
         ran = iteration - self._first_iteration
         self.rows = {"iteration": str(iteration)}
         if ran > 0:

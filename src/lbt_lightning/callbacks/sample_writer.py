@@ -29,7 +29,8 @@ class SampleWriter(BasePredictionWriter):
     ``.pt`` holds the tensor (``torch.load``); ``.npz`` holds the array ``samples`` (``numpy.load``).
 
     Arguments:
-        num_samples: N, the number of samples.
+        num_samples: N, the number of samples; the default 1,000 is for a look (a 64x64 RGB
+            set is 49 MB of float32); the metrics' protocols use 2,500 to 50,000.
         path: Output file, ``.pt`` or ``.npz``; None: ``<log dir>/predictions/samples.pt``.
         grid_size: Images in the PNG grid (8 per row).
         value_range: Image value range for the grid; None: the datamodule's ``value_range``.
@@ -42,7 +43,7 @@ class SampleWriter(BasePredictionWriter):
 
     def __init__(
         self,
-        num_samples: int = 10_000,
+        num_samples: int = 1_000,
         path: str | None = None,
         grid_size: int = 64,
         value_range: tuple[float, float] | None = None,

@@ -1,5 +1,6 @@
 """Natural images in [-1, 1]: CIFAR-10 (torchvision) and any folder of images, e.g. CelebA (PAPER.md §3.3, §3.4)."""
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,13 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader
 
 from lbt_lightning.data.evaluation import SampleIndexLoaders
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class UInt8Images(Dataset):
@@ -100,8 +108,8 @@ class EndlessBatches(IterableDataset):
 class ImageDataModule(SampleIndexLoaders, pl.LightningDataModule):
     """Base: serves ``dataset`` (set by ``setup``) as an endless stream of ``batch_size`` batches.
 
-    Training length is ``trainer.limit_train_batches`` iterations with ``max_epochs: 1``, as for
-    the 2-D mixtures; data epochs are internal to the stream. The stream's seed is drawn from
+    Training length is ``trainer.max_steps`` iterations, as for the 2-D mixtures; data epochs are
+    internal to the stream. The stream's seed is drawn from
     the global RNG at ``setup`` (``seed_everything`` makes it the same on every rank) and is
     checkpointed; a resumed run continues the stream where the checkpoint left it.
 
@@ -127,19 +135,25 @@ class ImageDataModule(SampleIndexLoaders, pl.LightningDataModule):
     def load_dataset(self) -> Dataset:
         raise NotImplementedError
 
-    def setup(self, stage: str | None = None) -> None:
+    def check(self) -> None:
+        """Load the data set (once) and check it against ``batch_size``; the CLI calls it before
+        the Trainer starts (unless the data is still to be downloaded: Lightning's
+        ``prepare_data`` does that on one process), ``setup`` again."""
         if self.dataset is None:
             self.dataset = self.load_dataset()
-            if len(self.dataset) < self.batch_size:
-                raise ValueError(
-                    f"batch_size={self.batch_size} is larger than the data set ({len(self.dataset)} images)"
-                )
+        if len(self.dataset) < self.batch_size:
+            raise ValueError(
+                f"batch_size={self.batch_size} is larger than the data set ({len(self.dataset)} images) "
+                f"(set --data.init_args.batch_size to at most {len(self.dataset)})"
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        self.check()
         if self.seed is None:
             self.seed = int(torch.randint(2**62, ()))
 
     def train_dataloader(self) -> DataLoader:
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        start = int(getattr(module, "iteration", 0))  # > 0 only when resuming from a checkpoint
+        start = self.trainer.global_step if self.trainer is not None else 0  # > 0 when resuming
         stream = EndlessBatches(self.dataset, self.batch_size, self.seed, start)
         return DataLoader(
             stream,
@@ -215,7 +229,7 @@ class ImageFolderDataModule(ImageDataModule):
             square after resizing the shorter side to ``image_size``.
         holdout: Number of images, last in sorted order, left out (paper: 5,000 for CelebA).
         batch_size: Real images per iteration (paper: 512).
-        num_workers: DataLoader workers that decode images.
+        num_workers: DataLoader workers that decode images; None: min(4, the CPUs this process may use).
         seed: Seed of the data stream; None draws it from the global RNG at setup.
         bad_files: What setup does with a file that has an image extension but is not a readable
             image: ``"error"`` (stop, naming it) or ``"skip"`` (leave it out; the count and the
@@ -230,10 +244,12 @@ class ImageFolderDataModule(ImageDataModule):
         crop: int | None = None,
         holdout: int = 0,
         batch_size: int = 512,  # PAPER.md §2.2
-        num_workers: int = 4,
+        num_workers: int | None = None,
         seed: int | None = None,
         bad_files: Literal["error", "skip"] = "error",
     ):
+        if num_workers is None:  # decoding JPEGs is the bottleneck; more workers than CPUs only contend
+            num_workers = min(4, available_cpus())
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         if bad_files not in ("error", "skip"):
             raise ValueError(f"bad_files must be 'error' or 'skip', got {bad_files!r}")
@@ -277,9 +293,14 @@ class ImageFolderDataModule(ImageDataModule):
             rank_zero_warn(
                 f"skipped {len(bad)} unreadable image files under root={self.root!r}: {self.skipped_files[:3]}"
             )
-        if len(files) <= self.holdout:
+        if not files:
             raise FileNotFoundError(
-                f"root={self.root!r} holds {len(files)} images ({', '.join(IMG_EXTENSIONS)}), "
-                f"not more than holdout={self.holdout}; point root at a folder of images"
+                f"root={self.root!r} holds no image files ({', '.join(IMG_EXTENSIONS)}); "
+                "point root at a folder of images"
+            )
+        if len(files) <= self.holdout:
+            raise ValueError(
+                f"holdout={self.holdout} leaves none of the {len(files)} images under root={self.root!r} to train on "
+                f"(set --data.init_args.holdout to at most {len(files) - 1}, e.g. 0 for a folder of your own images)"
             )
         return ImageFiles(files[: len(files) - self.holdout], self.transform())

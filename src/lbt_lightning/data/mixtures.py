@@ -88,8 +88,7 @@ class MixtureDataModule(SampleIndexLoaders, pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self._stream_seed is None:
             self.setup("fit")
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        start = int(getattr(module, "iteration", 0))  # resumes mid-stream after a checkpoint
+        start = self.trainer.global_step if self.trainer is not None else 0  # mid-stream after a resume
         stream = MixtureStream(self.centers, self.sigma, self.batch_size, self._stream_seed, start)
         # An own generator: creating the iterator would otherwise draw from the global RNG and
         # shift the model's random stream in a resumed run.

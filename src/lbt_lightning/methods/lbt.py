@@ -25,13 +25,14 @@ class LBT(Teaching, GenerativeModule):
         estimator_steps: n_est blocks of K steps per iteration (ring 2, grid and images 3).
         inner_optimizer: ``"adam"`` (the paper's, β1 0.5) or ``"sgd"``.
         first_order: Drop the Hessian terms of the unroll (ablation).
-        unroll_backend: ``"auto"`` (default): compiled when the fit has at least
+        unroll_backend: ``"eager"`` (default: autograd; a run's numbers do not depend on its
+            length), ``"compiled"`` (torch.func + torch.compile; the same results to float32
+            rounding, about 30% faster per ring iteration on a CPU after a first iteration that
+            compiles for 35 s with a cold Inductor cache: worth it beyond ~2,000 teaching
+            iterations; see docs/results.md), or ``"auto"``: compiled when the fit has at least
             :data:`~lbt_lightning.unroll.teacher.AUTO_COMPILE_MIN_ITERATIONS` (2,000) teaching
-            iterations left, where the compile pays for itself, else eager; an estimator
-            torch.compile cannot handle falls back to eager with one warning. ``"eager"``
-            (autograd) or ``"compiled"`` (torch.func + torch.compile; the same results to
-            float32 rounding; the first iteration compiles, for a minute or more with a cold
-            Inductor cache; see docs/results.md).
+            iterations left, else eager, and eager with one warning for an estimator
+            torch.compile cannot handle.
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
         max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
@@ -52,7 +53,7 @@ class LBT(Teaching, GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
-        unroll_backend: Literal["auto", "eager", "compiled"] = "auto",
+        unroll_backend: Literal["eager", "compiled", "auto"] = "eager",
         generator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
         max_consecutive_skips: int = 10,

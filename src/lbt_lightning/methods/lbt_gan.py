@@ -5,6 +5,7 @@ from typing import Literal
 
 import torch
 from pytorch_lightning.cli import OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lbt_lightning.estimators.base import DensityEstimator
@@ -66,7 +67,7 @@ class LBTGAN(Teaching, GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
-        unroll_backend: Literal["auto", "eager", "compiled"] = "auto",
+        unroll_backend: Literal["eager", "compiled", "auto"] = "eager",
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
         balance: float | None = None,  # None: the paper's fixed λ
@@ -118,7 +119,7 @@ class LBTGAN(Teaching, GenerativeModule):
         return 0 if taught < 1 else (taught - 1) // self.teach_every + 1
 
     def teaching_iterations_left(self) -> float:
-        left, done = self.iterations_left(), int(self.iteration)
+        left, done = self.iterations_left(), self.global_step
         if left == float("inf"):
             return left
         return self._teaching_iterations_up_to(done + int(left)) - self._teaching_iterations_up_to(done)
@@ -126,16 +127,22 @@ class LBTGAN(Teaching, GenerativeModule):
     def configure_optimizers(self):
         return adversarial_optimizers(self)
 
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        length = self.global_step + self.iterations_left()
+        if length <= self.warmup_iterations:
+            rank_zero_warn(
+                f"warmup_iterations={self.warmup_iterations} is at least this fit's length ({length:.0f} iterations): "
+                "it trains a plain GAN and never teaches. Lower model.init_args.warmup_iterations or raise "
+                "trainer.max_steps."
+            )
+
     def hybrid_generator_step(self, optimizer, gan_term: Tensor, teach_loss: Tensor) -> Tensor:
         """The generator's step on ``gan_term + w · teach_loss``, each term's gradient taken on its
         own (see the class docstring); returns the loss that was stepped on."""
         params = list(self.generator.parameters())
         optimizer.zero_grad()
-        # Only the generator's gradient: the discriminator's would be computed and dropped.
-        gan_grads = torch.autograd.grad(gan_term, params, allow_unused=True)
-        gan_grads = self.all_reduce_mean([torch.zeros_like(p) if g is None else g for g, p in zip(gan_grads, params)])
-        self.manual_backward(teach_loss)  # under DDP its hooks average this term over the ranks
-        teach_grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        gan_grads, teach_grads = self.generator_grads(gan_term), self.generator_grads(teach_loss)
         norm_gan = torch.nn.utils.get_total_norm(gan_grads).detach()
         norm_teach = torch.nn.utils.get_total_norm(teach_grads).detach()
         weight = self.update_teach_weight(norm_gan, norm_teach)
@@ -177,7 +184,7 @@ class LBTGAN(Teaching, GenerativeModule):
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         g_opt, d_opt = self.optimizers()
         n = real.shape[0]
-        teaching = self.teaching(int(self.iteration))
+        teaching = self.teaching(self.global_step + 1)  # global_step counts the iterations done
         logs = self._teaching_logs  # the latest teaching iteration's losses
         if teaching:
             logs["train/e_loss"], updated = self.teacher.update(

@@ -16,86 +16,14 @@ import json
 import logging
 import multiprocessing
 import sys
-import time
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 
-from lbt_lightning.callbacks.sample_metrics import PACGAN_MIN_COUNT
-from lbt_lightning.metrics.mode_coverage import ModeCoverage
+from lbt_lightning.callbacks.budget import summarise as summarise_curve
 
 # The fast ring configs of docs/time_to_quality.md: one generator and discriminator for GAN and LBT-GAN.
 METHODS = {"GAN": "ring/gan_fast.yaml", "LBT-GAN": "ring/lbt_gan_fast.yaml", "LBT": "ring/lbt_fast.yaml"}
-
-
-def coverage(metric: ModeCoverage, samples: torch.Tensor) -> dict:
-    """``metric`` (with ``min_count`` 1) on ``samples``: modes under the VEEGAN rule (>= 1 HQ
-    sample) and the PacGAN rule (>= 20), the HQ fraction, KL and the HQ histogram."""
-    metric.reset()
-    metric.update(samples)
-    values = metric.compute()
-    return {
-        "modes_veegan": int((metric.counts >= 1).sum()),
-        "modes_pacgan": int((metric.counts >= PACGAN_MIN_COUNT).sum()),
-        "hq": float(values["hq"]),
-        "kl": float(values["kl"]),
-        "counts": metric.counts.tolist(),
-    }
-
-
-class DemoMonitor(pl.Callback):
-    """Stops after ``budget_s`` seconds of training CPU time (this process; evaluations are not
-    charged) and evaluates ``evaluations`` times at even CPU times: modes under both rules, % HQ
-    and KL of samples 0..2,499 of ``sample_indexed`` (the one evaluation path), printed as one line each.
-
-    Arguments:
-        budget_s: Training CPU seconds.
-        evaluations: Evaluations, at budget_s / evaluations, 2·budget_s / evaluations, ...
-        name: Label of the progress lines.
-        num_samples: Samples per evaluation (VEEGAN: 2,500).
-    """
-
-    def __init__(self, budget_s: float = 60.0, evaluations: int = 30, name: str = "", num_samples: int = 2500):
-        if not budget_s > 0:
-            raise ValueError(f"budget_s must be > 0, got {budget_s!r}")
-        if not isinstance(evaluations, int) or evaluations < 1:
-            raise ValueError(f"evaluations must be an integer >= 1, got {evaluations!r}")
-        self.budget_s, self.evaluations, self.name, self.num_samples = budget_s, evaluations, name, num_samples
-        self.cpu_s, self.curve, self.metric = 0.0, [], None
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        dm = trainer.datamodule
-        self.metric = ModeCoverage(dm.centers, dm.sigma)
-        self.start_wall = time.perf_counter()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._start = time.process_time()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.cpu_s += time.process_time() - self._start
-        if self.cpu_s >= self.budget_s * (len(self.curve) + 1) / self.evaluations:
-            with torch.random.fork_rng():  # evaluating must not change the training run's noise
-                self.evaluate(pl_module)
-        trainer.should_stop = self.cpu_s >= self.budget_s
-
-    @torch.no_grad()
-    def evaluate(self, pl_module) -> None:
-        samples = pl_module.sample_indexed(torch.arange(self.num_samples)).cpu()
-        point = {"iteration": int(pl_module.iteration), "cpu_s": self.cpu_s, "wall_s": self.wall_s()}
-        point |= coverage(self.metric, samples)
-        self.curve.append(point)
-        self.samples = samples
-        m = len(point["counts"])
-        print(
-            f"[{self.name:>7}] {point['cpu_s']:6.1f} CPU s  iteration {point['iteration']:>6}  modes "
-            f"{point['modes_veegan']}/{m} (PacGAN rule {point['modes_pacgan']}/{m})  HQ {100 * point['hq']:5.1f}%  "
-            f"KL {point['kl']:.3f}",
-            flush=True,
-        )
-
-    def wall_s(self) -> float:
-        return time.perf_counter() - self.start_wall
 
 
 def train(task: tuple) -> dict:
@@ -112,12 +40,12 @@ def train(task: tuple) -> dict:
             "fit",
             "--config", str(experiments / "trainer.yaml"),
             "--config", str(experiments / METHODS[name]),
-            "--trainer.limit_train_batches=1000000",  # an upper bound: the CPU-time budget stops the run
+            "--trainer.max_steps=1000000",  # an upper bound: the CPU-time budget stops the run
             f"--seed_everything={seed}",
             f"--trainer.logger.init_args.save_dir={out}",
             f"--trainer.logger.init_args.name={name.lower()}",
             "--trainer.enable_progress_bar=false",
-            "--trainer.callbacks+=lbt_lightning.programs.demo.DemoMonitor",
+            "--trainer.callbacks+=lbt_lightning.callbacks.CoverageBudget",
             f"--trainer.callbacks.init_args.budget_s={budget}",
             f"--trainer.callbacks.init_args.evaluations={evaluations}",
             f"--trainer.callbacks.init_args.name={name}",
@@ -125,7 +53,7 @@ def train(task: tuple) -> dict:
             *extra,
         ]
     )  # fmt: skip
-    monitor = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "DemoMonitor"][-1]
+    monitor = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "CoverageBudget"][-1]
     return {
         "method": name,
         "seed": seed,
@@ -138,16 +66,8 @@ def train(task: tuple) -> dict:
 
 
 def summarise(result: dict, settle_s: float) -> dict:
-    """Final values; the lowest PacGAN-rule mode count and the highest KL over the evaluations
-    after ``settle_s`` CPU seconds (before it every generator is still spreading out)."""
-    curve = result["curve"]
-    later = [p for p in curve if p["cpu_s"] >= settle_s] or curve[-1:]
-    return {
-        **{k: curve[-1][k] for k in ("iteration", "cpu_s", "modes_veegan", "modes_pacgan", "hq", "kl")},
-        "min_modes_pacgan": min(p["modes_pacgan"] for p in later),
-        "max_kl": max(p["kl"] for p in later),
-        "evaluations_counted": len(later),
-    }
+    """:func:`~lbt_lightning.callbacks.budget.summarise` of one method's run."""
+    return summarise_curve(result["curve"], result["num_modes"], settle_s)
 
 
 def at_iteration(result: dict, iteration: int) -> dict:

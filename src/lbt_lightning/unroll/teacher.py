@@ -49,7 +49,7 @@ class Teacher(nn.Module):
         estimator_steps: int,
         inner_optimizer: Literal["adam", "sgd"],
         first_order: bool,
-        unroll_backend: Literal["auto", "eager", "compiled"] = "auto",
+        unroll_backend: Literal["eager", "compiled", "auto"] = "eager",
     ):
         super().__init__()
         if not isinstance(estimator, DensityEstimator):
