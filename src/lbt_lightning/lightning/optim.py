@@ -23,10 +23,10 @@ def build_optimizer(
     try:
         optimizer = factory(params)
     except ValueError as error:
-        raise ValueError(f"{name}: {error}") from error
+        raise ValueError(f"{name}: {error} (fix {name}.init_args)") from error
     for group in optimizer.param_groups:
         if "lr" in group and not float(group["lr"]) > 0:
-            raise ValueError(f"{name}: lr must be > 0, got {group['lr']}")
+            raise ValueError(f"{name}: lr must be > 0, got {group['lr']} (fix {name}.init_args.lr)")
     return optimizer
 
 
