@@ -126,6 +126,7 @@ def test_lbt_exits_zero_after_a_run(monkeypatch):
     assert cli.lbt_main() is None
 
 
+@pytest.mark.slow  # 6 s for a process; test_first_hour checks the same help text in-process
 def test_python_m_lists_subcommands():
     """One real process: ``python -m lbt_lightning --help`` (the console scripts call the same main)."""
     out = subprocess.run(

@@ -86,7 +86,7 @@ def test_hard_example_loss_with_quantile_one_is_the_lbt_loss(examples_importable
         build(HardExampleLBT, quantile=0.0)
 
 
-@pytest.mark.parametrize("compile_backend", [None, "aot_eager"])
+@pytest.mark.parametrize("compile_backend", [None, pytest.param("aot_eager", marks=pytest.mark.slow)])  # 12 s
 def test_hard_example_loss_is_the_same_on_the_compiled_backend(compile_backend, examples_importable):
     """The example only overrides the hook, so the compiled unroll runs it too (and traces its
     criterion); ``None`` runs the compiled backend's torch.func code without compiling."""

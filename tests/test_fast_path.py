@@ -140,6 +140,7 @@ def two_iterations(method, backend):
     return model
 
 
+@pytest.mark.slow  # 12 s of compiling; tests/test_compiled_unroll.py checks the same equality per call
 @pytest.mark.parametrize("method", [LBT, LBTGAN])
 def test_a_compiled_lightning_iteration_is_the_eager_one(method, quick_compile):
     """Both backends draw a pass's fake batches first, so one seed gives one run, to rounding."""
