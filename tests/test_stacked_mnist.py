@@ -2,6 +2,7 @@
 and (slow) the trained digit classifier on real triples."""
 
 import gzip
+import json
 import math
 import shutil
 from pathlib import Path
@@ -313,3 +314,20 @@ def test_real_triples_through_trained_classifier(trained_classifier):
         metric.update(triples.images(idx))
     values = metric.compute()
     assert float(values["modes"]) >= 950 and float(values["kl"]) < 0.1
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_the_stacked_mnist_benchmark_runs_end_to_end(trained_classifier, benchmark_script, tmp_path, capsys):
+    """``benchmarks/stacked_mnist.py`` on a budget of seconds: curves, table, plot and sample grids."""
+    bench = benchmark_script("stacked_mnist")
+    path, _ = trained_classifier
+    out = tmp_path / "smnist.json"
+    bench.main(["--runs", "gan_cpu@4", "lbt_gan_cpu,warmup_iterations=2,balance=1.0@8", "--seeds", "0",
+                "--evaluations", "2", "--num-samples", "500", "--jobs", "1", "--classifier", str(path),
+                "--root", str(MNIST_DIR), "--out", str(out)])  # fmt: skip
+    report = json.loads(out.read_text())
+    assert [r["config"] for r in report["runs"]] == ["gan_cpu", "lbt_gan_cpu"]
+    assert all(len(r["curve"]) >= 2 and 0 <= r["summary"]["modes"] <= 1000 for r in report["runs"])
+    assert "| gan_cpu@4 | 0 |" in capsys.readouterr().out
+    assert (tmp_path / "smnist.png").is_file() and (tmp_path / "smnist_gan_cpu.png").is_file()

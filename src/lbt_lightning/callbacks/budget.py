@@ -85,7 +85,8 @@ class CoverageBudget(pl.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         dm = trainer.datamodule
-        self.metric = ModeCoverage(dm.centers, dm.sigma)
+        if hasattr(dm, "centers"):
+            self.metric = ModeCoverage(dm.centers, dm.sigma)
         self.start_wall = time.perf_counter()
 
     def _now(self) -> dict[str, float]:
@@ -118,12 +119,16 @@ class CoverageBudget(pl.Callback):
         trainer.should_stop = trainer.should_stop or done
 
     @torch.no_grad()
+    def score(self, pl_module) -> dict:
+        """The scores of one evaluation: :func:`coverage` of samples 0..num_samples-1 (2-D
+        mixtures); a subclass scores other data (e.g. Stacked MNIST modes and KL)."""
+        self.samples = pl_module.sample_indexed(torch.arange(self.num_samples)).cpu()
+        return coverage(self.metric, self.samples)
+
     def evaluate(self, pl_module) -> None:
-        samples = pl_module.sample_indexed(torch.arange(self.num_samples)).cpu()
-        point = {"iteration": pl_module.global_step, **self.spent} | coverage(self.metric, samples)
+        point = {"iteration": pl_module.global_step, **self.spent} | self.score(pl_module)
         self.curve.append(point)
-        self.samples = samples
-        if self.name:
+        if self.name and "counts" in point:
             m = len(point["counts"])
             print(
                 f"[{self.name:>7}] {point['cpu_s']:6.1f} CPU s  iteration {point['iteration']:>6}  modes "
