@@ -10,7 +10,8 @@ from test_images import write_image_folder
 from lbt_lightning.data import ImageFolderDataModule
 from lbt_lightning.estimators import DensityEstimator
 from lbt_lightning.lightning import cli as cli_module
-from lbt_lightning.lightning.cli import main, one_line
+from lbt_lightning.lightning.cli import main
+from lbt_lightning.lightning.errors import ConfigError, one_line
 
 IMAGES_SMALL = [  # the configs' structure and data handling as shipped; narrow networks keep a fit short
     "--model.init_args.generator.init_args.width=32",
@@ -140,7 +141,7 @@ def test_an_estimator_with_a_wrong_output_shape_is_refused(capsys):
 
 def test_the_full_traceback_on_request(monkeypatch):
     monkeypatch.setenv("LBT_TRACEBACK", "1")
-    with pytest.raises(cli_module.ConfigError, match="learning rate"):
+    with pytest.raises(ConfigError, match="learning rate"):
         main([*RING, "--model.init_args.generator_optimizer.init_args.lr=-0.001"])
 
 

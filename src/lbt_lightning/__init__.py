@@ -17,8 +17,8 @@ The folders are the architecture::
     callbacks/   thin: pl_module.sample_indexed(indices) -> metric or plot -> logger; checkpoints,
                  progress, the estimator's fit (estimator_fit.py), training under a CPU-time
                  budget (budget.py: the clock of the demo and the benchmarks)
-    lightning/   the glue to Lightning: cli.py (``lightning``/``lbt``), checkpoint_io.py,
-                 precision.py, optim.py, loggers.py
+    lightning/   the glue to Lightning: cli.py (``lightning``/``lbt``), errors.py (its one-line
+                 errors), checkpoint_io.py, precision.py, optim.py, loggers.py
     programs/    ``python -m lbt_lightning.programs.demo`` (``make demo``) and
                  ``python -m lbt_lightning.programs.classifier`` (the Stacked MNIST classifier)
     trainer.yaml the default config every command reads first (experiments/trainer.yaml links here)

@@ -1,25 +1,22 @@
 """Command line: ``lightning``/``lbt``/``python -m lbt_lightning`` fit|validate|test|predict."""
 
-import difflib
 import importlib
 import importlib.util
 import inspect
-import os
-import re
 import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from jsonargparse import Namespace
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningCLI
 
 from lbt_lightning.callbacks.progress import without_progress_bars
 from lbt_lightning.callbacks.sample_writer import SampleWriter
 from lbt_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from lbt_lightning.lightning.checkpoint_io import CheckpointError, check_method, load_checkpoint_file
+from lbt_lightning.lightning.errors import ConfigError, OneLineErrorParser, field_errors, full_errors
 from lbt_lightning.methods.base import GenerativeModule
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -28,103 +25,6 @@ DEFAULT_CONFIG = Path(__file__).parents[1] / "trainer.yaml"
 SAMPLE_WRITER = "lbt_lightning.callbacks.SampleWriter"
 DOCS = "docs/usage.md (training), docs/evaluation.md (validate, test, predict) in the repository"
 EXAMPLE = "{prog} fit --config experiments/ring/lbt_gan.yaml --trainer.max_steps 300"
-# Set to 1 for the full traceback and parser message instead of the one-line error.
-TRACEBACK_ENV = "LBT_TRACEBACK"
-
-
-class ConfigError(ValueError):
-    """A config that cannot train, found before the Trainer starts; printed as one line."""
-
-
-def _full_errors() -> bool:
-    return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
-
-
-def _program() -> str:
-    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "lbt"
-    return "python -m lbt_lightning" if name in ("__main__.py", "-m", "-c", "") else name
-
-
-def _names_of(class_path: str) -> list[str]:
-    """The constructor arguments of ``class_path`` (empty when it cannot be imported)."""
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
-    except Exception:
-        return []
-
-
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
-    return f"did you mean {' or '.join(close)}?" if close else ""
-
-
-def one_line(message: str, options=()) -> str:
-    """jsonargparse's parse error (usage text, nested union errors, the value) as one line:
-    the field, the problem and what to do, with the closest valid names for a mistyped argument
-    or class. ``options``: the parser's option strings, for an unrecognised ``--option``."""
-    keys = re.findall(r'Parser key "([^"]+)"', message)
-    field = ".init_args.".join(keys)
-    classes = re.findall(r"class_path '([\w.]+)'", message)
-    group = re.search(r"(?:Group|Subcommand) '([\w.]+)' does not accept option '([\w.]+)'", message)
-    if group:
-        where = f"{group.group(1)}.{group.group(2)}"
-        names = [o.removeprefix("--") for o in options if o.startswith(f"--{group.group(1)}.")]
-        hint = _did_you_mean(where, names)
-        return f"{where}: no such option ({hint or 'see --help'})"
-    option = re.search(r"Option '(\w+)' is not accepted", message)
-    if option:
-        name = option.group(1)
-        owner = classes[-1] if classes else ""
-        hint = _did_you_mean(name, _names_of(owner)) if owner else ""
-        where = f"{field}.init_args.{name}" if field else name
-        return f"{where}: {owner.rsplit('.', 1)[-1] or 'this class'} has no argument {name!r} ({hint or 'see --help'})"
-    missing = re.search(r"module '([\w.]+)' has no attribute '(\w+)'", message)
-    if missing:
-        module, name = missing.groups()
-        try:
-            public = [n for n in dir(importlib.import_module(module)) if not n.startswith("_")]
-        except Exception:
-            public = []
-        hint = _did_you_mean(name, public)
-        hint = hint.replace("did you mean ", f"did you mean {module}.") if hint else f"see {module}"
-        return f"{field or 'class_path'}: no class {module}.{name} ({hint})"
-    unknown = re.search(r"unrecognized arguments: (\S+)", message, re.IGNORECASE)
-    if unknown:
-        name = unknown.group(1).split("=")[0]
-        hint = _did_you_mean(name, options)
-        return f"{name}: no such option ({hint or 'see --help'})"
-    lines = [re.sub(r'^Parser key "[^"]+":\s*', "", line.strip()) for line in message.splitlines()]
-    lines = [line for line in lines if line]
-    useful = [line for line in lines if not line.startswith(("Given value", "Subtypes:", "Errors:", "- Expected a"))]
-    text = " ".join(useful[:3])
-    return f"{field}: {text}" if field and field not in text else text
-
-
-class OneLineErrorParser(LightningArgumentParser):
-    """LightningCLI's parser, whose errors are one line (``error: <field>: <problem> (<what to
-    do>)``) instead of the usage text and jsonargparse's nested report; ``LBT_TRACEBACK=1``
-    gives the full report."""
-
-    def error(self, message: str, ex: Exception | None = None):
-        if not self.exit_on_error or _full_errors():
-            return super().error(message, ex)
-        parser = getattr(ex, "subcommand_parser", None) or self
-        options = [o for action in parser._actions for o in action.option_strings]
-        sys.stderr.write(f"error: {one_line(message, options)}\n")
-        sys.exit(2)
-
-
-@contextmanager
-def _field(prefix: str):
-    """Errors inside the block as one-line :class:`ConfigError`, prefixed by the config field."""
-    try:
-        yield
-    except ConfigError:
-        raise
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as error:
-        raise ConfigError(f"{prefix}{error}") from error
 
 
 class LBTCLI(LightningCLI):
@@ -139,7 +39,7 @@ class LBTCLI(LightningCLI):
     """
 
     def instantiate_classes(self) -> None:
-        with _field(""):
+        with field_errors(""):
             super().instantiate_classes()
 
     def _run_subcommand(self, subcommand: str) -> None:
@@ -158,13 +58,13 @@ class LBTCLI(LightningCLI):
     def before_fit(self) -> None:
         folders = [getattr(logger, "log_dir", None) for logger in self.trainer.loggers]
         self._new_run_folders = [Path(f) for f in folders if f and not Path(f).exists()]
-        with _field("model.init_args."):
+        with field_errors("model.init_args."):
             self.model.configure_optimizers()
         check = getattr(self.datamodule, "check", None)
         if callable(check) and not getattr(self.datamodule, "download", False):  # prepare_data downloads
-            with _field("data.init_args."):
+            with field_errors("data.init_args."):
                 check()
-        with _field("model: "), torch.random.fork_rng(devices=[]):
+        with field_errors("model: "), torch.random.fork_rng(devices=[]):
             self.model._check_shapes(self.datamodule)
 
     def _parse_ckpt_path(self) -> None:
@@ -296,16 +196,22 @@ def main(args: list[str] | None = None, run: bool = True) -> LBTCLI:
     try:
         return _cli(defaults, args, run)
     except (CheckpointError, ConfigError) as error:  # e.g. a truncated --ckpt_path, a negative lr
-        if _full_errors():
+        if full_errors():
             raise
         sys.exit(f"error: {error}")
     except Exception as error:
-        if type(error).__module__.startswith("wandb") and "api" in str(error).lower() and not _full_errors():
+        if type(error).__module__.startswith("wandb") and "api" in str(error).lower() and not full_errors():
             sys.exit(
                 f"error: trainer.logger (WandbLogger): {str(error).splitlines()[0]} (run `wandb login`, "
                 "or set WANDB_MODE=offline to log to local files without an account)"
             )
         raise
+
+
+def _program() -> str:
+    """The name the user typed: ``lbt``, ``lightning`` or ``python -m lbt_lightning``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "lbt"
+    return "python -m lbt_lightning" if name in ("__main__.py", "-m", "-c", "") else name
 
 
 def _cli(defaults: dict, args: list[str] | None, run: bool) -> LBTCLI:
