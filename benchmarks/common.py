@@ -118,3 +118,19 @@ class Stopwatch:
 
     def reset(self) -> None:
         self.times = {}
+
+
+def run_pool(fn, tasks: list, jobs: int, info: dict) -> list:
+    """``[fn(t) for t in tasks]``, in ``jobs`` spawned processes (in this one for 1); adds the
+    wall time and the load after to ``info`` (from :func:`machine`)."""
+    import multiprocessing
+
+    start = time.perf_counter()
+    if jobs == 1:
+        results = [fn(t) for t in tasks]
+    else:
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            results = pool.map(fn, tasks, chunksize=1)
+    info["total_wall_s"] = time.perf_counter() - start
+    info["load_average_after"] = machine().get("load_average_1_5_15min")
+    return results

@@ -17,12 +17,11 @@ JSON, a plot (modes and KL against CPU seconds, a line per run and seed) and a g
 """
 
 import argparse
-import multiprocessing
 import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, build, machine, trainer, write_report
+from common import RESULTS, build, machine, run_pool, trainer, write_report
 
 from lbt_lightning.callbacks import CoverageBudget
 from lbt_lightning.metrics.stacked_mnist import StackedMNISTModes
@@ -159,18 +158,13 @@ def main(argv=None) -> None:
     tasks = [(run, seed, settings) for run in args.runs for seed in args.seeds]
     info = machine()
     print(f"{info['date']}: {len(tasks)} runs, {args.jobs} at a time, load {info.get('load_average_1_5_15min')}")
-    start = time.perf_counter()
-    if args.jobs == 1:
-        runs = [one_run(t) for t in tasks]
-    else:
-        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-            runs = pool.map(one_run, tasks, chunksize=1)
-    info["total_wall_s"] = time.perf_counter() - start
-    info["load_average_after"] = machine().get("load_average_1_5_15min")
+    runs = run_pool(one_run, tasks, args.jobs, info)
     text = table(runs)
     print("\n" + text)
-    write_report({"machine": info, "settings": settings, "table": text, "runs": runs}, args.out)
     plot(runs, Path(args.out).with_suffix(".png"))
+    for run in runs:  # the final samples are in the grids; 64 images a run would be most of the JSON
+        run.pop("samples")
+    write_report({"machine": info, "settings": settings, "table": text, "runs": runs}, args.out)
     print(f"wrote {args.out}, its .png and a sample grid per run in {info['total_wall_s'] / 60:.1f} min")
 
 

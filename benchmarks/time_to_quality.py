@@ -22,13 +22,12 @@ seconds). ``--suite`` picks the default runs, seeds, evaluation period and outpu
 """
 
 import argparse
-import multiprocessing
 import shlex
 import statistics
 import time
 
 import torch
-from common import RESULTS, build, machine, trainer, write_report
+from common import RESULTS, build, machine, run_pool, trainer, write_report
 
 from lbt_lightning.callbacks.budget import GOALS, CoverageBudget, summarise
 
@@ -237,14 +236,7 @@ def main(argv=None) -> None:
     longest = max(split_run(run, args.budget)[1] for run in args.runs)
     print(f"{info['date']}: {len(tasks)} runs, <= {longest:.0f} CPU s each, {args.jobs} at a time, "
           f"load {info.get('load_average_1_5_15min')}", flush=True)  # fmt: skip
-    start = time.perf_counter()
-    if args.jobs == 1:
-        runs = [one_run(t) for t in tasks]
-    else:
-        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-            runs = pool.map(one_run, tasks, chunksize=1)
-    info["total_wall_s"] = time.perf_counter() - start
-    info["load_average_after"] = machine().get("load_average_1_5_15min")
+    runs = run_pool(one_run, tasks, args.jobs, info)
     text = table(runs)
     print("\n" + text)
     out = args.out
