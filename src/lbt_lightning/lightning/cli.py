@@ -16,7 +16,13 @@ from lbt_lightning.callbacks.progress import without_progress_bars
 from lbt_lightning.callbacks.sample_writer import SampleWriter
 from lbt_lightning.callbacks.save_config import LoggerSaveConfigCallback
 from lbt_lightning.lightning.checkpoint_io import CheckpointError, check_method, load_checkpoint_file
-from lbt_lightning.lightning.errors import ConfigError, OneLineErrorParser, field_errors, full_errors
+from lbt_lightning.lightning.errors import (
+    ConfigError,
+    OneLineErrorParser,
+    constructor_parameters,
+    field_errors,
+    full_errors,
+)
 from lbt_lightning.methods.base import GenerativeModule
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -162,11 +168,7 @@ def _is_default(flat: dict, key: str) -> bool:
     if len(parts) < 2 or parts[-2] != "init_args":
         return False
     owner = flat.get(".".join([*parts[:-2], "class_path"]))
-    module, _, name = str(owner).rpartition(".")
-    try:
-        parameter = inspect.signature(getattr(importlib.import_module(module), name)).parameters.get(parts[-1])
-    except Exception:
-        return False
+    parameter = constructor_parameters(owner).get(parts[-1])
     return parameter is not None and parameter.default is not inspect.Parameter.empty and parameter.default == flat[key]
 
 

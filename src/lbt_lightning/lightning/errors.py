@@ -23,14 +23,14 @@ def full_errors() -> bool:
     return os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
 
 
-def _names_of(class_path: str) -> list[str]:
-    """The constructor arguments of ``class_path`` (empty when it cannot be imported)."""
-    module, _, name = class_path.rpartition(".")
+def constructor_parameters(class_path: str) -> dict[str, inspect.Parameter]:
+    """The constructor arguments of the class at ``class_path`` (empty when it cannot be imported)."""
+    module, _, name = str(class_path).rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), name)
-        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+        parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
     except Exception:
-        return []
+        return {}
+    return {k: p for k, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 def _did_you_mean(word: str, choices) -> str:
@@ -55,7 +55,7 @@ def one_line(message: str, options=()) -> str:
     if option:
         name = option.group(1)
         owner = classes[-1] if classes else ""
-        hint = _did_you_mean(name, _names_of(owner)) if owner else ""
+        hint = _did_you_mean(name, constructor_parameters(owner)) if owner else ""
         where = f"{field}.init_args.{name}" if field else name
         return f"{where}: {owner.rsplit('.', 1)[-1] or 'this class'} has no argument {name!r} ({hint or 'see --help'})"
     missing = re.search(r"module '([\w.]+)' has no attribute '(\w+)'", message)
