@@ -79,7 +79,7 @@ def make(data: str, method: str, backend: str, smoke: bool) -> tuple[pl.Lightnin
     model, datamodule = build(data, config, overrides)
     if data == "cifar10":
         if method == "LBT":  # LBT-GAN's generator, estimator and unroll without the GAN term
-            t = model.teacher
+            t = model.student
             model = LBT(
                 model.generator,
                 model.estimator,
@@ -91,7 +91,7 @@ def make(data: str, method: str, backend: str, smoke: bool) -> tuple[pl.Lightnin
         image_size = model.generator.out_shape[-1]
         datamodule = SyntheticImages(image_size=image_size, batch_size=8 if smoke else 512, seed=0)
     if smoke and backend == "compiled":  # the torch.func code without torch.compile (minutes on a CPU)
-        model.teacher.backend = CompiledUnroll(model.estimator, compiled=False)
+        model.student.compiled = CompiledUnroll(model.student, compiled=False)
     return model, datamodule
 
 
@@ -133,7 +133,7 @@ def run_entry(entry: tuple, args) -> dict:
         torch._dynamo.reset()  # a fresh trace per model, under the recompile limit (Inductor's disk cache stays)
     model, datamodule = make(data, method, "eager" if backend == "cudagraphs" else backend, args.smoke)
     if backend == "cudagraphs":
-        model.teacher.backend = CompiledUnroll(model.estimator, mode="reduce-overhead")
+        model.student.compiled = CompiledUnroll(model.student, mode="reduce-overhead")
     try:
         return measure(model, datamodule, args.device, precision, args.iterations, args.warmup)
     except Exception as error:  # noqa: BLE001 - the check reports every failure and goes on

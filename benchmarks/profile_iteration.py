@@ -28,7 +28,7 @@ from common import RESULTS, Stopwatch, build, machine, machine_line, summary, tr
 from probes import IterationTimer
 from torch.profiler import ProfilerActivity, profile
 
-from lbt_lightning.unroll import objectives
+from lbt_lightning.methods.gan import d_loss, g_loss
 from lbt_lightning.unroll.compiled import CompiledUnroll
 
 CONFIGS = {"LBT": "lbt", "LBT-GAN": "lbt_gan"}
@@ -89,16 +89,16 @@ def bare_loop(model, data, iterations: int) -> list[float]:
         real = next(batches)
         start = time.perf_counter()
         n = real.shape[0]
-        model.teacher.update(model.fakes(n, grad=False), reduce_grads=None)
-        g_loss = 0.0
+        model.update_student(n)
+        loss = 0.0
         if d_opt is not None:  # LBTGAN.training_step's order: D step, GAN loss, teaching loss
             d_opt.zero_grad()
-            objectives.d_loss(model.discriminator(real), model.discriminator(model.sample(n))).backward()
+            d_loss(model.discriminator(real), model.discriminator(model.sample(n))).backward()
             d_opt.step()
-            g_loss = model.gan_weight * objectives.g_loss(model.discriminator(model.fake(n)))
-        g_loss = g_loss + model.teaching_loss(real)
+            loss = model.gan_weight * g_loss(model.discriminator(model.sample(n, grad=True)))
+        loss = loss + model.teaching_loss(real)
         g_opt.zero_grad()
-        g_loss.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.generator.parameters(), model.clip_grad_norm)
         g_opt.step()
         times.append(time.perf_counter() - start)
@@ -110,7 +110,7 @@ def measure(method: str, backend: str, iterations: int, warmup: int) -> dict:
     unroll = "compiled" if backend.startswith("compiled") else backend
     model, data = build("ring", CONFIGS[method], [f"--model.init_args.unroll_backend={unroll}"])
     if backend == PYTHON_WRAPPER:  # the shipped compile without cpp_wrapper: its matmuls show as ATen ops
-        model.teacher.backend = CompiledUnroll(model.estimator, cpp_wrapper=False)
+        model.student.compiled = CompiledUnroll(model.student, cpp_wrapper=False)
     watch = Stopwatch()
     for attr, name in (("training_step", "training_step"), ("log", "logging")):  # log_dict calls log
         watch.wrap(model, attr, name)
@@ -133,7 +133,7 @@ def measure(method: str, backend: str, iterations: int, warmup: int) -> dict:
     row["logging_ms"] = summary(times["logging"])["median_ms"] * len(times["logging"]) / iterations
     row["lightning_overhead_ms"] = row["lightning"]["median_ms"] - row["bare"]["median_ms"]
     row["profile_ms"] = categorise(profiled, iterations)
-    row["compile_s"] = dict(getattr(model.teacher.backend, "compile_seconds", {}))
+    row["compile_s"] = dict(getattr(model.student.compiled, "compile_seconds", {}))
     return row
 
 

@@ -21,11 +21,12 @@ import torch
 from common import METHODS, RESULTS, Stopwatch, build, machine, machine_line, summary, trainer, write_report
 from probes import FlopCount, IterationTimer, PeakMemory, median_time, peak_matmul_flops
 
-# LBT's iteration, split: Teacher.update, Teacher.loss (the K-step unroll), generator_step (its backward)
+# LBT's iteration, split: the estimator's update, the teaching loss (the K-step unroll), the
+# generator's step (its backward); the first two with their generator samples. (teaching only?, method)
 PARTS = {
-    "estimator update": ("teacher", "update"),
-    "unroll": ("teacher", "loss"),
-    "generator step": (None, "generator_step"),
+    "estimator update": (True, "update_student"),
+    "unroll": (True, "teaching_loss"),
+    "generator step": (False, "generator_step"),
 }
 
 
@@ -33,10 +34,9 @@ def make(method: str, overrides: list[str], seed: int = 0):
     torch.manual_seed(seed)
     model, data = build("ring", method, overrides)
     watch = Stopwatch()
-    for name, (owner, attr) in PARTS.items():
-        obj = getattr(model, owner, None) if owner else model
-        if obj is not None and (owner or hasattr(model, "teacher")):
-            watch.wrap(obj, attr, name)
+    for name, (teaching, attr) in PARTS.items():
+        if hasattr(model, "student") or not teaching:
+            watch.wrap(model, attr, name)
     return {"model": model, "data": data, "watch": watch}
 
 
@@ -61,7 +61,7 @@ def time_round_robin(entries: dict[str, dict], iterations: int, warmup: int, rou
         times = entry["watch"].times
         out[label] = {"iteration": summary(times["iteration"]), "first_iteration_s": entry["first_iteration_s"]}
         out[label]["parts"] = {k: summary(v) for k, v in times.items() if k != "iteration"}
-        backend = getattr(getattr(entry["model"], "teacher", None), "backend", None)
+        backend = getattr(getattr(entry["model"], "student", None), "compiled", None)
         if getattr(backend, "compile_seconds", None):
             out[label]["compile_s"] = dict(backend.compile_seconds)
     return out
@@ -200,7 +200,7 @@ def main(argv=None) -> dict:
             row["gflop"] = flops.flops / 1e9
         if label == "LBT":
             row["peak_memory_mb"] = memory_in_subprocess(k, backend, args.threads)
-            row |= lbt_floor(units, k, entry["model"].teacher.estimator_steps)
+            row |= lbt_floor(units, k, entry["model"].student.estimator_steps)
             row["measured_over_floor"] = row["iteration"]["median_ms"] / row["floor_ms"]
         rows.append(row)
     gflop = {(r["method"], r["K"]): r["gflop"] for r in rows if "gflop" in r}

@@ -75,12 +75,11 @@ def device(request) -> torch.device:
 
 @pytest.fixture
 def quick_compile(monkeypatch):
-    """``unroll_backend="compiled"`` (and ``"auto"`` when it compiles) builds the compiled unroll
-    with torch.compile's ``aot_eager`` backend: the same torch.func code, traced by Dynamo and
-    AOTAutograd, without Inductor's minutes of code generation on 2 CPU cores."""
+    """``unroll_backend="compiled"`` builds the compiled unroll with torch.compile's ``aot_eager``
+    backend: the same torch.func code, traced by Dynamo and AOTAutograd, without Inductor's
+    minutes of code generation on 2 CPU cores."""
     from functools import partial
 
-    from lbt_lightning.unroll import teacher
-    from lbt_lightning.unroll.compiled import CompiledUnroll
+    from lbt_lightning.unroll import compiled
 
-    monkeypatch.setitem(teacher.BACKENDS, "compiled", partial(CompiledUnroll, compile_backend="aot_eager"))
+    monkeypatch.setattr(compiled, "CompiledUnroll", partial(compiled.CompiledUnroll, compile_backend="aot_eager"))

@@ -5,9 +5,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll import inner
 
-ADAM_STEP = objectives.adam_step
+ADAM_STEP = inner.adam_step
 
 
 class ReplayV:
@@ -20,17 +20,17 @@ class ReplayV:
     def __init__(self):
         self.recorded, self.i = [], 0
 
-    def __call__(self, params, grads, state, lr, cfg):
-        new_params, new_state = ADAM_STEP(params, grads, state, lr, cfg)
+    def __call__(self, phi, grad, state, lr, cfg):
+        new_phi, new_state = ADAM_STEP(phi, grad, state, lr, cfg)
         if self.i < len(self.recorded):
             v = self.recorded[self.i]
             lr_t = lr * torch.sqrt(1 - cfg.beta2**new_state.t) / (1 - cfg.beta1**new_state.t)
-            new_params = {k: p + lr_t * new_state.m[k] / torch.sqrt(v[k] + cfg.eps) for k, p in params.items()}
-            new_state = objectives.InnerState(new_state.m, v, new_state.t)
+            new_phi = phi + lr_t * new_state.m / torch.sqrt(v + cfg.eps)
+            new_state = inner.InnerState(new_state.m, v, new_state.t)
         else:
-            self.recorded.append({k: t.detach().clone() for k, t in new_state.v.items()})
+            self.recorded.append(new_state.v.detach().clone())
         self.i += 1
-        return new_params, new_state
+        return new_phi, new_state
 
 
 def assert_matches_finite_differences(loss: Callable[[], Tensor], params: list[Tensor], monkeypatch, h=1e-5):
@@ -39,7 +39,7 @@ def assert_matches_finite_differences(loss: Callable[[], Tensor], params: list[T
     ``loss`` must be deterministic (fix its noise inside); the unroll's Adam v is replayed.
     """
     replay = ReplayV()
-    monkeypatch.setattr(objectives, "adam_step", replay)
+    monkeypatch.setattr(inner, "adam_step", replay)
     analytic = torch.cat([g.flatten() for g in torch.autograd.grad(loss(), params)])
     numeric = []
     for p in params:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from lbt_lightning.unroll import objectives
+from lbt_lightning.unroll import inner
 
 BETA1, BETA2, EPS, LR = 0.5, 0.999, 1e-8, 1e-3
 
@@ -44,24 +44,22 @@ def test_unrolled_adam_equals_the_authors(steps):
     phi0, m0, v0, theta0 = start()
     t0 = 5  # the persistent counter of earlier updates
     theta = torch.tensor(theta0, requires_grad=True)
-    params = {"phi": torch.tensor(phi0, requires_grad=True)}
-    state = objectives.InnerState(
-        {"phi": torch.tensor(m0)}, {"phi": torch.tensor(v0)}, torch.tensor(float(t0), dtype=torch.float64)
-    )
+    state = inner.InnerState(torch.tensor(m0), torch.tensor(v0), torch.tensor(float(t0), dtype=torch.float64))
 
-    def objective(p):
-        return (theta * p["phi"]).sum() - 0.5 * p["phi"].square().sum()
+    def log_prob(phi, x):  # mean log_prob(φ, x) = sum(θ·φ) - ½·sum(φ²): its gradient is θ - φ
+        return (theta * phi).sum() - 0.5 * phi.square().sum()
 
-    got = objectives.unroll(objective, params, state, steps=steps, lr=LR)
-    (dphi,) = torch.autograd.grad(got.params["phi"].sum(), theta)
+    gradient = inner.autograd_gradient(log_prob, create_graph=True)
+    phi_k, state_k, _ = inner.unroll(gradient, torch.tensor(phi0), state, [None] * steps, lr=LR)
+    (dphi,) = torch.autograd.grad(phi_k.sum(), theta)
 
     phi, m, v, t, want_dphi = authors_adam(phi0, m0, v0, t0, theta0, steps)
-    assert float(got.state.t) == t == t0 + steps
-    np.testing.assert_allclose(got.params["phi"].detach().numpy(), phi, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(got.state.m["phi"].detach().numpy(), m, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(got.state.v["phi"].numpy(), v, rtol=1e-12, atol=0)
+    assert float(state_k.t) == t == t0 + steps
+    np.testing.assert_allclose(phi_k.detach().numpy(), phi, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(state_k.m.detach().numpy(), m, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(state_k.v.numpy(), v, rtol=1e-12, atol=0)
     np.testing.assert_allclose(dphi.numpy(), want_dphi, rtol=1e-10, atol=0)
-    assert not got.state.v["phi"].requires_grad
+    assert not state_k.v.requires_grad
 
 
 def test_the_details_matter_at_these_numbers():

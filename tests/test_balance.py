@@ -12,8 +12,8 @@ from trainers import quiet_trainer
 from lbt_lightning.data import RingDataModule
 from lbt_lightning.estimators import VAE, GaussianMixture
 from lbt_lightning.methods import LBTGAN
+from lbt_lightning.methods.gan import g_loss
 from lbt_lightning.networks import MLPDiscriminator, MLPGenerator
-from lbt_lightning.unroll import objectives
 
 
 def build(estimator=None, **kwargs):
@@ -44,7 +44,7 @@ def test_each_terms_gradient_is_logged_and_their_sum_is_the_step():
     before = copy.deepcopy(model)
     quiet_trainer(1, callbacks=[record, norms]).fit(model, RingDataModule(batch_size=32))
     params = list(before.generator.parameters())
-    gan = 0.5 * objectives.g_loss(model.discriminator(before.generator(record.pool[:32])))
+    gan = 0.5 * g_loss(model.discriminator(before.generator(record.pool[:32])))
     generator = model.generator
     model.generator = before.generator  # the updated estimator, the generator before its step
     with torch.random.fork_rng():

@@ -76,6 +76,28 @@ def test_a_checkpoint_that_counted_optimizer_steps_resumes_counting_iterations(t
         assert torch.equal(resumed.model.state_dict()[name], value), name
 
 
+def test_a_checkpoint_with_the_teacher_layout_resumes_with_the_same_state(tmp_path):
+    """Checkpoints written before the estimator's state moved to ``student`` as flat vectors
+    (``teacher.m0``, ``teacher.v0``, ... per parameter) resume where they stopped."""
+    fit("lbt", tmp_path / "new", "--trainer.max_steps=2")
+    path = next((tmp_path / "new").rglob("last.ckpt"))
+    checkpoint = torch.load(path, weights_only=False)
+    state = checkpoint["state_dict"]
+    sizes = [p.numel() for k, p in state.items() if k.startswith("student.estimator.")]
+    for moment in ("m", "v"):
+        for i, part in enumerate(state.pop(f"student.{moment}").split(sizes)):
+            state[f"student.{moment}{i}"] = part.clone()
+    for key in [k for k in state if k.startswith("student.")]:
+        state["teacher." + key.removeprefix("student.")] = state.pop(key)
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    resumed = fit("lbt", tmp_path / "resumed", "--trainer.max_steps=3", f"--ckpt_path={old}")
+    straight = fit("lbt", tmp_path / "straight", "--trainer.max_steps=3")
+    assert float(resumed.model.student.t) == float(straight.model.student.t) > 0
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], value), name
+
+
 def metrics_rows(root) -> list[dict]:
     (path,) = root.rglob("metrics.csv")
     with open(path) as f:

@@ -7,15 +7,15 @@ import copy
 import pytest
 import torch
 from test_methods import changed
-from test_unroll import TinyGenerator, make_teacher
+from test_unroll import TinyGenerator, make_student
 from trainers import quiet_trainer
 
 from lbt_lightning.data import RingDataModule, SyntheticImages
 from lbt_lightning.estimators import VAE
 from lbt_lightning.methods import GAN, LBT, LBTGAN, UnrolledGAN
+from lbt_lightning.methods.gan import d_loss
 from lbt_lightning.metrics import ModeCoverage, StackedMNISTModes
 from lbt_lightning.networks import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from lbt_lightning.unroll import objectives
 
 METHODS = {"gan": GAN, "lbt": LBT, "lbt_gan": LBTGAN, "unrolled_gan": UnrolledGAN}
 
@@ -75,8 +75,8 @@ def test_one_training_step(device, method, kind):
     model.cpu()
     assert model.global_step == 1 and finite(model)
     assert changed(before.generator, model.generator)
-    if hasattr(model, "teacher"):
-        assert changed(before.estimator, model.estimator) and float(model.teacher.t) == 2
+    if hasattr(model, "student"):
+        assert changed(before.estimator, model.estimator) and float(model.student.t) == 2
 
 
 def test_sample_on_the_device_and_indexed_samples_match_the_cpu(device):
@@ -112,7 +112,7 @@ def test_a_checkpoint_trained_on_the_device_loads_and_resumes_on_the_cpu(device,
     # the saved run trained one iteration: max_steps 2 is one more
     trainer = quiet_trainer(1, accelerator="cpu", max_epochs=-1, limit_train_batches=None, max_steps=2)
     trainer.fit(resumed, data("mlp"), ckpt_path=tmp_path / "last.ckpt")
-    assert resumed.global_step == 2 and float(resumed.teacher.t) == 4 and finite(resumed)
+    assert resumed.global_step == 2 and float(resumed.student.t) == 4 and finite(resumed)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -133,17 +133,18 @@ def autocast(device: torch.device):
 
 
 def test_the_unrolls_run_in_float32_under_autocast(device):
-    """Teacher.update, Teacher.loss and the Unrolled GAN's unrolled loss give under bf16 autocast
-    exactly what they give without it."""
-    teacher, generator = make_teacher(steps=2).float().to(device), TinyGenerator().to(device)
+    """Student.update, Student.teaching_loss and the Unrolled GAN's unrolled loss give under bf16
+    autocast exactly what they give without it."""
+    student, generator = make_student(steps=2).float().to(device), TinyGenerator().to(device)
     real = torch.randn(32, 2, device=device)
     results = []
     for context in (torch.autocast(device.type, enabled=False), autocast(device)):
-        twin = copy.deepcopy(teacher)
+        twin = copy.deepcopy(student)
         torch.manual_seed(3)
+        fakes = [generator(torch.randn(16, 3, device=device)) for _ in range(4)]
         with context:
-            e_loss, updated = twin.update(lambda: generator(torch.randn(16, 3, device=device)))
-            loss = twin.loss(lambda: generator(torch.randn(16, 3, device=device)), real)
+            e_loss, updated = twin.update([x.detach() for x in fakes])
+            loss = twin.teaching_loss(fakes[:2], real)
         assert loss.dtype == torch.float32 and updated
         results.append([loss, e_loss, *twin.state_dict().values()])
     for expected, got in zip(*results, strict=True):
@@ -154,7 +155,7 @@ def test_the_unrolls_run_in_float32_under_autocast(device):
     optimizer = torch.optim.Adam(discriminator.parameters(), lr=0.05, betas=(0.5, 0.999))
     for _ in range(2):  # a mid-training Adam state
         optimizer.zero_grad()
-        objectives.d_loss(discriminator(real), discriminator(fake)).backward()
+        d_loss(discriminator(real), discriminator(fake)).backward()
         optimizer.step()
     unrolled = model.unrolled_loss(real, fake, optimizer)
     with autocast(device):
@@ -167,4 +168,4 @@ def test_an_unsupported_precision_is_refused_before_training_naming_the_method(d
     model = build("lbt")
     with pytest.raises(ValueError, match=f"LBT: trainer.precision='{precision}' is not supported"):
         fit(model, device, precision=precision)
-    assert model.global_step == 0 and float(model.teacher.t) == 0
+    assert model.global_step == 0 and float(model.student.t) == 0

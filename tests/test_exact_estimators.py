@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from gradcheck import assert_matches_finite_differences
-from test_unroll import TinyGenerator, make_teacher, teaching_loss
+from test_unroll import TinyGenerator, make_student, teaching_loss
 from torch.func import functional_call
 
 from lbt_lightning.estimators import Flow, GaussianMixture
@@ -22,10 +22,10 @@ ESTIMATORS = {
 @pytest.mark.parametrize("steps", [1, 3])
 def test_hypergradient_matches_finite_differences(name, inner_optimizer, steps, monkeypatch):
     generator = TinyGenerator().double()
-    teacher = make_teacher(inner_optimizer, steps=steps, estimator=ESTIMATORS[name]())
+    student = make_student(inner_optimizer, steps=steps, estimator=ESTIMATORS[name]())
     real = torch.randn(32, 2, dtype=torch.float64)
     assert_matches_finite_differences(
-        lambda: teaching_loss(teacher, generator, real), list(generator.parameters()), monkeypatch
+        lambda: teaching_loss(student, generator, real), list(generator.parameters()), monkeypatch
     )
 
 

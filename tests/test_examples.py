@@ -101,8 +101,8 @@ def test_hard_example_loss_is_the_same_on_the_compiled_backend(compile_backend, 
         torch.manual_seed(0)
         model = HardExampleLBT(MLPGenerator(z_dim=4, hidden=[8]), GaussianMixture(components=3), quantile=0.25)
         if compiled:  # what unroll_backend="compiled" builds, with a backend that compiles in seconds
-            model.teacher.backend = CompiledUnroll(
-                model.estimator, compiled=compile_backend is not None, compile_backend=compile_backend or "inductor"
+            model.student.compiled = CompiledUnroll(
+                model.student, compiled=compile_backend is not None, compile_backend=compile_backend or "inductor"
             )
         torch.manual_seed(1)
         loss = model.teaching_loss(real)

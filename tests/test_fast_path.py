@@ -1,86 +1,82 @@
 """Every speed-up of the LBT iteration against its reference: the flat-vector unroll against a
 per-parameter one, one generator call for k batches against k calls, the compiled backend's
-Lightning iteration against the eager one, and the choice made by ``unroll_backend="auto"``."""
-
-import copy
-import warnings
-from unittest import mock
+Lightning iteration against the eager one."""
 
 import pytest
 import pytorch_lightning as pl
 import torch
 from test_methods import fit
-from test_unroll import TinyGenerator, make_teacher
+from test_unroll import TinyGenerator, make_student
 from torch import nn
+from torch.func import functional_call
 from trainers import quiet_trainer
 
 from lbt_lightning.data import RingDataModule
 from lbt_lightning.estimators import VAE, Flow
 from lbt_lightning.methods import LBT, LBTGAN
 from lbt_lightning.networks import DCGANGenerator, MLPDiscriminator, MLPGenerator
-from lbt_lightning.unroll import objectives
-from lbt_lightning.unroll.backends import FakeBatches
+from lbt_lightning.unroll import inner
 from lbt_lightning.unroll.compiled import CompileError
-from lbt_lightning.unroll.teacher import AUTO_COMPILE_MIN_ITERATIONS
 
 
-def per_parameter_unroll(objective, params, state, steps, lr, inner_optimizer, first_order, create_graph):
+def per_parameter_unroll(estimator, params, state, fakes, lr, inner_optimizer, first_order, create_graph):
     """The unroll written the obvious way: one optimizer update per parameter tensor."""
-    for _ in range(steps):
-        at = {k: p.detach().requires_grad_() for k, p in params.items()} if first_order else params
-        value = objective(at)
+    sizes = [p.numel() for p in params.values()]
+    m, v = ({k: x.view_as(params[k]) for k, x in zip(params, moment.split(sizes))} for moment in (state.m, state.v))
+    t = state.t
+    for x in fakes:
+        at = {k: p.detach().requires_grad_() for k, p in params.items()} if first_order or not create_graph else params
+        value = functional_call(estimator, at, (x,)).mean()
         grads = torch.autograd.grad(value, list(at.values()), create_graph=create_graph)
-        if not create_graph:
-            params = {k: p.detach().requires_grad_() for k, p in params.items()}
-        params, state = objectives.inner_step(params, grads, state, lr, inner_optimizer)
-    return params, state
+        new = {}
+        for (k, p), g in zip(params.items(), grads, strict=True):
+            new[k], after = inner.inner_step(
+                p, g, inner.InnerState(m[k], v[k], t), lr, inner_optimizer, inner.AdamConfig()
+            )
+            m[k], v[k] = after.m, after.v
+        params, t = new, after.t
+    return params, m, v, t
 
 
 @pytest.mark.parametrize("inner_optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("create_graph", [True, False])
 def test_flat_unroll_is_the_per_parameter_unroll(inner_optimizer, first_order, create_graph):
-    teacher, generator = make_teacher(inner_optimizer, first_order, steps=3), TinyGenerator().double()
+    student, generator = make_student(inner_optimizer, first_order, steps=3), TinyGenerator().double()
     zs, real = torch.randn(3, 16, 3, dtype=torch.float64), torch.randn(32, 2, dtype=torch.float64)
-    results = []
-    for unroll in ("flat", "per parameter"):
-        torch.manual_seed(4)  # the same VAE noise
-        feed = iter(zs)
-        objective = objectives.log_likelihood(teacher.estimator, lambda: generator(next(feed)))  # noqa: B023
-        params, state = objectives.detached_params(teacher.estimator), teacher.state()
-        if unroll == "flat":
-            result = objectives.unroll(
-                objective,
-                params,
-                state,
-                steps=3,
-                lr=0.05,
-                inner_optimizer=inner_optimizer,
-                first_order=first_order,
-                create_graph=create_graph,
-            )
-            params, state = result.params, result.state
-        else:
-            params, state = per_parameter_unroll(
-                objective, params, state, 3, 0.05, inner_optimizer, first_order, create_graph
-            )
-        loss = objectives.teaching_loss(teacher.estimator, params, real)
-        grads = torch.autograd.grad(loss, list(generator.parameters())) if create_graph else ()
-        results.append((params, state, grads))
-    (flat, flat_state, flat_grads), (ref, ref_state, ref_grads) = results
+    torch.manual_seed(4)  # the same VAE noise
+    gradient = inner.autograd_gradient(student.log_prob, create_graph=create_graph)
+    phi, state, _ = inner.unroll(
+        gradient, student.phi(), student.state(), [generator(z) for z in zs], lr=0.05,
+        inner_optimizer=inner_optimizer, first_order=first_order,
+    )  # fmt: skip
+    flat_grads = (
+        torch.autograd.grad(-student.log_prob(phi, real).mean(), list(generator.parameters())) if create_graph else ()
+    )
+
+    torch.manual_seed(4)
+    params = {k: p.detach().requires_grad_() for k, p in student.estimator.named_parameters()}
+    ref, m, v, t = per_parameter_unroll(
+        student.estimator, params, student.state(), [generator(z) for z in zs], 0.05, inner_optimizer, first_order,
+        create_graph,
+    )  # fmt: skip
+    loss = -functional_call(student.estimator, ref, (real,)).mean()
+    ref_grads = torch.autograd.grad(loss, list(generator.parameters())) if create_graph else ()
+
+    flat, flat_m, flat_v = (student.layout.unflatten(x) for x in (phi, state.m, state.v))
     for name in ref:
         torch.testing.assert_close(flat[name], ref[name], rtol=1e-13, atol=1e-13)
-        torch.testing.assert_close(flat_state.m[name], ref_state.m[name], rtol=1e-13, atol=1e-13)
-        torch.testing.assert_close(flat_state.v[name], ref_state.v[name], rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(flat_m[name], m[name], rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(flat_v[name], v[name], rtol=1e-13, atol=1e-13)
         assert flat[name].shape == ref[name].shape
-    assert float(flat_state.t) == float(ref_state.t)
+    assert float(state.t) == float(t)
     for a, b in zip(flat_grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
 
 
 def test_parameters_of_two_dtypes_are_refused():
     with pytest.raises(ValueError, match="one dtype and device"):
-        objectives.ParamLayout({"a": torch.zeros(2), "b": torch.zeros(2, dtype=torch.float64)})
+        inner.ParamLayout({"a": torch.zeros(2), "b": torch.zeros(2, dtype=torch.float64)})
 
 
 class Noise:
@@ -96,10 +92,15 @@ class Noise:
 
 @pytest.mark.parametrize("grad", [True, False])
 def test_one_generator_call_for_k_batches_gives_the_k_calls(grad):
-    generator, n, k = MLPGenerator(z_dim=16, hidden=[32]), 8, 3
-    z = torch.randn(k * n, 16)
-    batched = FakeBatches(generator, Noise(z), n, grad=grad, batched=True).batches(k)
-    single = FakeBatches(generator, Noise(z), n, grad=grad, batched=False).batches(k)
+    model, n, k = LBT(MLPGenerator(z_dim=16, hidden=[32]), VAE(latent_dim=4, hidden=[8])), 8, 3
+    generator, z = model.generator, torch.randn(k * n, 16)
+    model.noise = Noise(z)
+    batched = model.sample_batches(n, k, grad=True)  # one call for the teaching loss
+    model.noise = Noise(z)
+    single = [model.sample(n, grad=True) for _ in range(k)]
+    if not grad:
+        model.noise = Noise(z)
+        batched, single = model.sample_batches(n, k), [x.detach() for x in single]
     assert len(batched) == k and all(x.shape == (n, 2) for x in batched)
     for a, b in zip(batched, single, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
@@ -145,37 +146,10 @@ def two_iterations(method, backend):
 def test_a_compiled_lightning_iteration_is_the_eager_one(method, quick_compile):
     """Both backends draw a pass's fake batches first, so one seed gives one run, to rounding."""
     eager, compiled = two_iterations(method, "eager"), two_iterations(method, "compiled")
-    assert compiled.teacher.backend_name == "compiled" and eager.teacher.backend_name == "eager"
+    assert compiled.student.unroll_backend == "compiled" and eager.student.unroll_backend == "eager"
     for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)
-    assert float(eager.teacher.t) == float(compiled.teacher.t) == 8
-
-
-def test_auto_compiles_only_a_fit_that_amortises_it(quick_compile):
-    model = two_iterations(LBT, "auto")
-    assert model.teacher.backend_name == "eager"  # 2 iterations: eager, no compile
-    model.teacher.plan(AUTO_COMPILE_MIN_ITERATIONS)
-    assert model.teacher.backend_name == "compiled"
-    model.teacher.plan(AUTO_COMPILE_MIN_ITERATIONS - 1)
-    assert model.teacher.backend_name == "eager"
-    fixed = two_iterations(LBT, "eager")
-    fixed.teacher.plan(10 * AUTO_COMPILE_MIN_ITERATIONS)
-    assert fixed.teacher.backend_name == "eager"
-
-
-@pytest.mark.parametrize("warmup, every", [(0, 1), (3, 1), (0, 10), (7, 4)])
-@pytest.mark.parametrize("done, total", [(0, 50), (5, 50), (20, 23), (30, 30)])
-def test_lbt_gan_counts_the_teaching_iterations_left(warmup, every, done, total):
-    model = LBTGAN(
-        MLPGenerator(z_dim=8, hidden=[8]),
-        VAE(latent_dim=4, hidden=[8]),
-        MLPDiscriminator(hidden=[8]),
-        warmup_iterations=warmup,
-        teach_every=every,
-    )
-    model.iterations_left = lambda: total - done
-    with mock.patch.object(LBTGAN, "global_step", new_callable=mock.PropertyMock, return_value=done):
-        assert model.teaching_iterations_left() == sum(model.teaching(i) for i in range(done + 1, total + 1))
+    assert float(eager.student.t) == float(compiled.student.t) == 8
 
 
 def flow_lbt(backend):
@@ -183,28 +157,10 @@ def flow_lbt(backend):
     return LBT(MLPGenerator(z_dim=8, hidden=[8]), flow, unroll_steps=2, estimator_steps=1, unroll_backend=backend)
 
 
-def test_auto_falls_back_to_eager_with_one_warning(quick_compile):
-    model = flow_lbt("auto")
-    model.teacher.plan(AUTO_COMPILE_MIN_ITERATIONS)
-    reference = copy.deepcopy(model)
-    reference.teacher.backend = reference.teacher._make("eager")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for m in (model, reference):
-            torch.manual_seed(2)
-            m.teacher.update(m.fakes(16, grad=False))
-            m.teaching_loss(torch.randn(16, 2)).backward()
-    messages = [str(w.message) for w in caught if "unroll_backend" in str(w.message)]
-    assert len(messages) == 1 and "Flow" in messages[0] and "eager" in messages[0]
-    assert model.teacher.backend_name == "eager"
-    for a, b in zip(model.estimator.parameters(), reference.estimator.parameters(), strict=True):
-        torch.testing.assert_close(a, b)
-
-
 def test_compiled_refuses_an_estimator_it_cannot_compile(quick_compile):
     model = flow_lbt("compiled")
     with pytest.raises(CompileError, match="Flow.*unroll_backend='eager'"):
-        model.teacher.update(model.fakes(16, grad=False))
+        model.update_student(16)
 
 
 @pytest.mark.parametrize("method", [LBT, LBTGAN])

@@ -128,7 +128,7 @@ def test_sigkill_anywhere_resumes_bit_exact(kills, tmp_path):
     assert got["iteration"] == expected["iteration"] == iterations
     a, b = flatten(expected), flatten(got)
     assert a.keys() == b.keys()
-    assert any(".teacher.m" in k for k in a) and any(".teacher.t" in k for k in a)
+    assert any(".student.m" in k for k in a) and any(".student.t" in k for k in a)
     for key in a:
         same = torch.equal(a[key], b[key]) if isinstance(a[key], torch.Tensor) else a[key] == b[key]
         assert same, key

@@ -42,7 +42,7 @@ def test_one_step_changes_generator_and_estimator(method):
     assert changed(before.generator, model.generator)
     if method is not GAN:
         assert changed(before.estimator, model.estimator)
-        assert float(model.teacher.t) == 2  # estimator_steps * unroll_steps Adam steps
+        assert float(model.student.t) == 2  # estimator_steps * unroll_steps Adam steps
     if method is not LBT:
         assert changed(before.discriminator, model.discriminator)
     logged = set(trainer.logged_metrics)
@@ -90,7 +90,7 @@ def test_warmup_skips_the_estimator():
 def test_teach_every_teaches_on_every_nth_iteration_after_the_warmup():
     model = build(LBTGAN, warmup_iterations=1, teach_every=3)  # unroll_steps 2, estimator_steps 1
     fit(model, iterations=5)  # teaches at iterations 2 and 5
-    assert int(model.teacher.t) == 2 * 2  # two updates of estimator_steps x unroll_steps Adam steps
+    assert int(model.student.t) == 2 * 2  # two updates of estimator_steps x unroll_steps Adam steps
 
 
 @pytest.mark.parametrize("method", [GAN, LBT, LBTGAN])
@@ -193,7 +193,7 @@ def test_one_step_is_minus_lr_times_the_gradient_of_the_papers_losses(method, lb
     not. (The estimator's own update is checked against the authors' Adam in test_authors_adam.py.)"""
     pl.seed_everything(5)
     from lbt_lightning.estimators import GaussianMixture
-    from lbt_lightning.unroll import objectives
+    from lbt_lightning.methods.gan import d_loss, g_loss
 
     g, lr_g, lr_d = MLPGenerator(z_dim=8, hidden=[16]), 0.01, 0.05
     common = {"generator_optimizer": sgd(lr_g), "clip_grad_norm": None}
@@ -210,17 +210,17 @@ def test_one_step_is_minus_lr_times_the_gradient_of_the_papers_losses(method, lb
     before = copy.deepcopy(model)
     fit(model, callbacks=[record])
     real, z = record.real, record.pool[:32]
-    g_loss = 0.0
+    generator_loss = 0.0
     if method is not LBT:
         d0, d1 = before.discriminator, model.discriminator
         fake0 = before.generator(z).detach()
-        d_loss = objectives.d_loss(d0(real), d0(fake0))
-        assert_steps_equal(step_of(d0, d1), grad_of(d_loss, d0), lr_d)
-        g_loss = getattr(model, "gan_weight", 1.0) * objectives.g_loss(d1(before.generator(z)))
+        discriminator_loss = d_loss(d0(real), d0(fake0))
+        assert_steps_equal(step_of(d0, d1), grad_of(discriminator_loss, d0), lr_d)
+        generator_loss = getattr(model, "gan_weight", 1.0) * g_loss(d1(before.generator(z)))
     if method is LBT or (method is LBTGAN and not lbt_gan):
         generator = model.generator
         model.generator = before.generator  # the estimator after its update, the generator before its step
         with torch.random.fork_rng():
-            g_loss = g_loss + model.teaching_loss(real)
+            generator_loss = generator_loss + model.teaching_loss(real)
         model.generator = generator
-    assert_steps_equal(step_of(before.generator, model.generator), grad_of(g_loss, before.generator), lr_g)
+    assert_steps_equal(step_of(before.generator, model.generator), grad_of(generator_loss, before.generator), lr_g)

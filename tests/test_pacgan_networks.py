@@ -63,7 +63,7 @@ def test_lbt_draws_each_fake_batch_of_a_batchnorm_generator_in_its_own_call():
     calls = []
     generator.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     torch.manual_seed(0)
-    batches = model.fakes(8).batches(3)
+    batches = model.sample_batches(8, 3, grad=True)
     assert calls == [8, 8, 8] and all(x.requires_grad for x in batches)
     torch.manual_seed(0)
     z = [torch.randn(8, 2) for _ in range(3)]

@@ -77,7 +77,7 @@ def test_resume_is_exact(method, backend, tmp_path, quick_compile):
 
     assert model.global_step == 2 * n
     assert resumed.keys() == uninterrupted.keys()
-    assert any(k.startswith("module.teacher.m") for k in resumed)
+    assert any(k.startswith("module.student.m") for k in resumed)
     for key in uninterrupted:
         assert torch.equal(resumed[key], uninterrupted[key]), key
 
@@ -149,7 +149,7 @@ def test_non_finite_updates_are_skipped(method):
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     # estimator, its Adam state and the generator are untouched; only counters (and D) move
-    assert not any(k.startswith(("generator.", "teacher.")) for k in changed), changed
+    assert not any(k.startswith(("generator.", "student.")) for k in changed), changed
     assert int(model.skipped_steps) == 4  # estimator update + generator step, twice
     assert float(t.logged_metrics["train/skipped_steps"]) == 4
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -9,8 +9,8 @@ from test_methods import changed, fit
 from test_unroll import TinyGenerator
 
 from lbt_lightning.methods import UnrolledGAN
+from lbt_lightning.methods.gan import d_loss
 from lbt_lightning.networks import MLPDiscriminator, MLPGenerator
-from lbt_lightning.unroll import objectives
 
 
 def make_model(inner_optimizer="adam", steps=3, generator_loss="minimax"):
@@ -24,7 +24,7 @@ def make_model(inner_optimizer="adam", steps=3, generator_loss="minimax"):
     for _ in range(2):
         optimizer.zero_grad()
         d_real = discriminator(torch.randn(32, 2, dtype=torch.float64))
-        objectives.d_loss(d_real, discriminator(torch.randn(32, 2, dtype=torch.float64))).backward()
+        d_loss(d_real, discriminator(torch.randn(32, 2, dtype=torch.float64))).backward()
         optimizer.step()
     return model, optimizer
 
@@ -63,7 +63,7 @@ def test_unrolled_steps_without_graph_are_the_real_steps(name, steps):
     optimizer = OPTIMIZERS[name](discriminator.parameters())
     for _ in range(20):  # a mid-training state: m, v, momentum and step counter all non-zero
         optimizer.zero_grad()
-        objectives.d_loss(discriminator(torch.randn(64, 2)), discriminator(0.5 * torch.randn(64, 2))).backward()
+        d_loss(discriminator(torch.randn(64, 2)), discriminator(0.5 * torch.randn(64, 2))).backward()
         optimizer.step()
     model = UnrolledGAN(MLPGenerator(z_dim=4, hidden=[8]), discriminator, unroll_steps=steps)
     real, fake = torch.randn(64, 2), 0.5 * torch.randn(64, 2)
@@ -72,7 +72,7 @@ def test_unrolled_steps_without_graph_are_the_real_steps(name, steps):
     unrolled = model.unrolled_discriminator(real, fake, optimizer, create_graph=False)
     for _ in range(steps):
         optimizer.zero_grad()
-        objectives.d_loss(discriminator(real), discriminator(fake)).backward()
+        d_loss(discriminator(real), discriminator(fake)).backward()
         optimizer.step()
 
     flat = lambda tensors: torch.cat([t.detach().flatten() for t in tensors])  # noqa: E731
@@ -88,7 +88,7 @@ def test_unroll_changes_the_gradient():
     params = list(model.generator.parameters())
     unrolled = torch.autograd.grad(generator_loss(model, optimizer, real, z), params)
     d = model.discriminator
-    plain = torch.autograd.grad(-objectives.d_loss(d(real), d(model.generator(z))), params)
+    plain = torch.autograd.grad(-d_loss(d(real), d(model.generator(z))), params)
     unrolled, plain = torch.cat([g.flatten() for g in unrolled]), torch.cat([g.flatten() for g in plain])
     assert (unrolled - plain).norm() / plain.norm() > 1e-3
 

@@ -4,13 +4,14 @@ The folders are the architecture::
 
     estimators/  DensityEstimator (base.py), VAE, GaussianMixture, Flow: explicit densities p_φ(x)
     networks/    generators, discriminators, the digit classifier: plain nn.Modules
-    unroll/      objectives.py (pure functions: GAN losses, the K-step unroll, the teaching loss),
-                 backends.py (the interface and the eager backend), compiled.py (torch.func +
-                 torch.compile), teacher.py (the estimator and its one Adam state),
-                 twin_optimizer.py (a torch.optim step as a function, for the Unrolled GAN)
+    unroll/      inner.py (LBT's inner problem top to bottom: the authors' Adam step, the K-step
+                 unroll, the Student that holds the estimator with flat φ, m, v), compiled.py (the
+                 same unroll under torch.func + torch.compile), twin_optimizer.py (a torch.optim
+                 step as a function, for the Unrolled GAN)
     methods/     GenerativeModule (base.py: the fit's checks, length and logging, over
-                 sampling.py, updates.py and checkpoint_state.py), GAN, LBT, LBTGAN,
-                 UnrolledGAN: the algorithms
+                 sampling.py, updates.py and checkpoint_state.py), GAN (gan.py, with the GAN
+                 losses), LBT, LBTGAN (both teach a Student: teaching.py), UnrolledGAN: the
+                 algorithms
     data/        LightningDataModules: ring and grid, Stacked MNIST, CIFAR-10, image folders; the
                  sample-index chunks of every evaluation (evaluation.py); the value-range contract
     metrics/     torchmetrics Metrics: 2-D mode coverage, Stacked MNIST modes
@@ -24,10 +25,9 @@ The folders are the architecture::
     trainer.yaml the default config every command reads first (experiments/trainer.yaml links here)
     __main__.py  ``python -m lbt_lightning``
 
-Where this departs from DESIGN.md's layout, and why: ``objectives.py`` sits in
-``unroll/`` with the code that grew around it (two backends, the Teacher that holds the
-estimator's state, the Unrolled GAN's twin optimizer), so that the unroll is one folder rather
-than five files in two places; ``cli.py`` sits in ``lightning/`` with the other modules that
+Where this departs from DESIGN.md's layout, and why: the unroll has a folder of its own
+(``unroll/``: the eager path, the compiled path beside it and the Unrolled GAN's twin optimizer);
+``cli.py`` sits in ``lightning/`` with the other modules that
 exist only to fit Lightning (``python -m lbt_lightning`` and the console scripts are unchanged);
 and the programs a user runs are in ``programs/`` rather than beside the library modules. The
 public import paths of configs and user code are those of the folders above:

@@ -1,5 +1,6 @@
 """What a checkpoint holds beyond Lightning's own: every rank's RNG state, the CLI config of the
-model, and the conversion of checkpoints written before ``global_step`` counted iterations."""
+model, and the conversion of checkpoints written before ``global_step`` counted iterations or
+before the estimator's state was held as flat vectors."""
 
 import torch
 import torch.distributed as dist
@@ -22,6 +23,24 @@ def count_iterations(checkpoint: dict) -> None:
     if progress is not None:
         for part in ("total", "current"):
             progress[part] |= {"ready": int(iteration), "completed": int(iteration)}
+
+
+def student_state(checkpoint: dict) -> None:
+    """Make a checkpoint written before the estimator's state was held by ``student`` as flat
+    vectors load: such a checkpoint names it ``teacher`` and keeps Adam's moments per parameter
+    (``teacher.m0``, ``teacher.v0``, ...), in the order of the estimator's parameters."""
+    state = checkpoint.get("state_dict", {})
+    if not any(k.startswith("teacher.") for k in state):
+        return
+    for key in [k for k in state if k.startswith("teacher.")]:
+        state["student." + key.removeprefix("teacher.")] = state.pop(key)
+    for moment in ("m", "v"):
+        parts, i = [], 0
+        while f"student.{moment}{i}" in state:
+            parts.append(state.pop(f"student.{moment}{i}").reshape(-1))
+            i += 1
+        if parts:
+            state[f"student.{moment}"] = torch.cat(parts)
 
 
 class CheckpointState:
@@ -51,6 +70,7 @@ class CheckpointState:
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         count_iterations(checkpoint)
+        student_state(checkpoint)
         if self._trainer is not None and self.strict_loading:  # --ckpt_path: one line, before load_state_dict
             self._check_checkpoint(checkpoint, self._trainer.ckpt_path)
         saved = checkpoint.get("hyper_parameters", {})

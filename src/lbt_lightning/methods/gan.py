@@ -1,11 +1,24 @@
-"""The GAN baseline with the non-saturating generator loss."""
+"""The GAN baseline with the non-saturating generator loss, and the GAN losses of every method."""
 
+import torch
+import torch.nn.functional as F
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from lbt_lightning.lightning.optim import adversarial_optimizers
 from lbt_lightning.methods.base import GenerativeModule, injected
-from lbt_lightning.unroll import objectives
+
+
+def d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """Discriminator BCE: real labelled 1, fake labelled 0."""
+    ones, zeros = torch.ones_like(d_real), torch.zeros_like(d_fake)
+    real = F.binary_cross_entropy_with_logits(d_real, ones)
+    return real + F.binary_cross_entropy_with_logits(d_fake, zeros)
+
+
+def g_loss(d_fake: Tensor) -> Tensor:
+    """Non-saturating generator loss, -log σ(D(G(z)))."""
+    return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
 
 
 class GAN(GenerativeModule):
@@ -49,9 +62,11 @@ class GAN(GenerativeModule):
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         g_opt, d_opt = self.optimizers()
-        d_loss = objectives.d_loss(self.discriminator(real), self.discriminator(self.sample(real.shape[0])))
-        self.optimizer_step_on(d_opt, d_loss)
-        g_loss = objectives.g_loss(self.discriminator(self.fake(real.shape[0])))
-        self.generator_step(g_opt, g_loss)
+        n = real.shape[0]
+        discriminator_loss = d_loss(self.discriminator(real), self.discriminator(self.sample(n)))
+        self.optimizer_step_on(d_opt, discriminator_loss)
+        generator_loss = g_loss(self.discriminator(self.sample(n, grad=True)))
+        self.generator_step(g_opt, generator_loss)
         if self.log_due():
-            self.log_dict({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)
+            logs = {"train/d_loss": discriminator_loss.detach(), "train/g_loss": generator_loss.detach()}
+            self.log_dict(logs, prog_bar=True)

@@ -8,7 +8,8 @@ from torch import Tensor, nn
 from lbt_lightning.estimators.base import DensityEstimator
 from lbt_lightning.lightning.optim import build_optimizer
 from lbt_lightning.methods.base import GenerativeModule, injected
-from lbt_lightning.unroll.teacher import Teacher, Teaching
+from lbt_lightning.methods.teaching import Teaching
+from lbt_lightning.unroll.inner import Student
 
 
 class LBT(Teaching, GenerativeModule):
@@ -25,14 +26,10 @@ class LBT(Teaching, GenerativeModule):
         estimator_steps: n_est blocks of K steps per iteration (ring 2, grid and images 3).
         inner_optimizer: ``"adam"`` (the paper's, β1 0.5) or ``"sgd"``.
         first_order: Drop the Hessian terms of the unroll (ablation).
-        unroll_backend: ``"eager"`` (default: autograd; a run's numbers do not depend on its
-            length), ``"compiled"`` (torch.func + torch.compile; the same results to float32
-            rounding, about 30% faster per ring iteration on a CPU after a first iteration that
-            compiles for 35 s with a cold Inductor cache: worth it beyond ~2,000 teaching
-            iterations; see docs/results.md), or ``"auto"``: compiled when the fit has at least
-            :data:`~lbt_lightning.unroll.teacher.AUTO_COMPILE_MIN_ITERATIONS` (2,000) teaching
-            iterations left, else eager, and eager with one warning for an estimator
-            torch.compile cannot handle.
+        unroll_backend: ``"eager"`` (default: autograd) or ``"compiled"`` (torch.func +
+            torch.compile; the same results to float32 rounding, about 30% faster per ring
+            iteration on a CPU after a first iteration that compiles for 35 s with a cold Inductor
+            cache: worth it beyond ~2,000 teaching iterations; see docs/results.md).
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
         max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
@@ -53,14 +50,14 @@ class LBT(Teaching, GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
-        unroll_backend: Literal["eager", "compiled", "auto"] = "eager",
+        unroll_backend: Literal["eager", "compiled"] = "eager",
         generator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
         max_consecutive_skips: int = 10,
     ):
         super().__init__(generator, clip_grad_norm=clip_grad_norm, max_consecutive_skips=max_consecutive_skips)
         self.save_hyperparameters(ignore=injected("generator", "estimator", "generator_optimizer"))
-        self.teacher = Teacher(
+        self.student = Student(
             estimator,
             unroll_steps=unroll_steps,
             unroll_lr=unroll_lr,
@@ -80,12 +77,7 @@ class LBT(Teaching, GenerativeModule):
         return {"estimator": self.estimator}
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
-        n = real.shape[0]
-        e_loss, updated = self.teacher.update(
-            self.fakes(n, grad=False), reduce_grads=self.reduce_estimator_grads, all_finite=self.all_finite
-        )
-        if not updated:
-            self.record_skip()
+        e_loss = self.update_student(real.shape[0])
         teach_loss = self.teaching_loss(real)
         self.generator_step(self.optimizers(), teach_loss)
         if self.log_due():

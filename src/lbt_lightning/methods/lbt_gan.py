@@ -11,8 +11,9 @@ from torch import Tensor, nn
 from lbt_lightning.estimators.base import DensityEstimator
 from lbt_lightning.lightning.optim import adversarial_optimizers
 from lbt_lightning.methods.base import GenerativeModule, injected
-from lbt_lightning.unroll import objectives
-from lbt_lightning.unroll.teacher import Teacher, Teaching
+from lbt_lightning.methods.gan import d_loss, g_loss
+from lbt_lightning.methods.teaching import Teaching
+from lbt_lightning.unroll.inner import Student
 
 TEACH_WEIGHT_BOUNDS = (1e-8, 1e8)  # of the adaptive teaching weight; the shipped configs need 1e-4 to 1e4
 BALANCE_RATE = 0.1  # log-space moving average of the teaching weight: about the last 10 teaching iterations
@@ -67,7 +68,7 @@ class LBTGAN(Teaching, GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
-        unroll_backend: Literal["eager", "compiled", "auto"] = "eager",
+        unroll_backend: Literal["eager", "compiled"] = "eager",
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
         balance: float | None = None,  # None: the paper's fixed λ
@@ -89,7 +90,7 @@ class LBTGAN(Teaching, GenerativeModule):
                 raise ValueError(f"balance must be a finite number > 0 or None, got {balance!r}")
             if not gan_weight > 0:
                 raise ValueError(f"balance needs gan_weight (λ) > 0 to balance against, got gan_weight={gan_weight!r}")
-        self.teacher = Teacher(
+        self.student = Student(
             estimator,
             unroll_steps=unroll_steps,
             unroll_lr=unroll_lr,
@@ -113,16 +114,6 @@ class LBTGAN(Teaching, GenerativeModule):
         ``teach_every``-th."""
         taught = iteration - self.warmup_iterations  # 1 at the first teaching iteration
         return taught >= 1 and (taught - 1) % self.teach_every == 0
-
-    def _teaching_iterations_up_to(self, iteration: int) -> int:
-        taught = iteration - self.warmup_iterations
-        return 0 if taught < 1 else (taught - 1) // self.teach_every + 1
-
-    def teaching_iterations_left(self) -> float:
-        left, done = self.iterations_left(), self.global_step
-        if left == float("inf"):
-            return left
-        return self._teaching_iterations_up_to(done + int(left)) - self._teaching_iterations_up_to(done)
 
     def configure_optimizers(self):
         return adversarial_optimizers(self)
@@ -148,14 +139,14 @@ class LBTGAN(Teaching, GenerativeModule):
         weight = self.update_teach_weight(norm_gan, norm_teach)
         for p, g_gan, g_teach in zip(params, gan_grads, teach_grads, strict=True):
             p.grad = g_gan + weight * g_teach
-        g_loss = gan_term.detach() + weight * teach_loss.detach()
-        self.generator_step_with_grads(optimizer, g_loss)
+        total = gan_term.detach() + weight * teach_loss.detach()
+        self.generator_step_with_grads(optimizer, total)
         self._teaching_logs |= {
             "train/grad_norm_gan": norm_gan,
             "train/grad_norm_teach": weight * norm_teach,
             "train/teach_weight": weight,
         }
-        return g_loss
+        return total
 
     def update_teach_weight(self, norm_gan: Tensor, norm_teach: Tensor) -> Tensor:
         """w for this teaching iteration (float32 scalar): 1 without ``balance``; with it, the
@@ -187,21 +178,18 @@ class LBTGAN(Teaching, GenerativeModule):
         teaching = self.teaching(self.global_step + 1)  # global_step counts the iterations done
         logs = self._teaching_logs  # the latest teaching iteration's losses
         if teaching:
-            logs["train/e_loss"], updated = self.teacher.update(
-                self.fakes(n, grad=False), reduce_grads=self.reduce_estimator_grads, all_finite=self.all_finite
-            )
-            if not updated:
-                self.record_skip()
-        d_loss = objectives.d_loss(self.discriminator(real), self.discriminator(self.sample(n)))
-        self.optimizer_step_on(d_opt, d_loss)
-        gan_loss = objectives.g_loss(self.discriminator(self.fake(n)))
+            logs["train/e_loss"] = self.update_student(n)
+        discriminator_loss = d_loss(self.discriminator(real), self.discriminator(self.sample(n)))
+        self.optimizer_step_on(d_opt, discriminator_loss)
+        gan_loss = g_loss(self.discriminator(self.sample(n, grad=True)))
         if teaching:
             teach_loss = self.teaching_loss(real)
             logs["train/teach_loss"] = teach_loss.detach()
-            g_loss = self.hybrid_generator_step(g_opt, self.gan_weight * gan_loss, teach_loss)
+            generator_loss = self.hybrid_generator_step(g_opt, self.gan_weight * gan_loss, teach_loss)
         else:
-            g_loss = self.gan_weight * gan_loss
-            self.generator_step(g_opt, g_loss)
+            generator_loss = self.gan_weight * gan_loss
+            self.generator_step(g_opt, generator_loss)
         if self.log_due():
             self.log("train/gan_loss", gan_loss.detach())
-            self.log_dict(logs | {"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)
+            losses = {"train/d_loss": discriminator_loss.detach(), "train/g_loss": generator_loss.detach()}
+            self.log_dict(logs | losses, prog_bar=True)

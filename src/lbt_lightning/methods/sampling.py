@@ -1,5 +1,5 @@
-"""How every method draws from its generator: for training (``fake``, ``fakes``, ``sample``)
-and for evaluation (``sample_indexed``, the one sampling path of every metric, plot and file)."""
+"""How every method draws from its generator: for training (``sample``, ``sample_batches``) and
+for evaluation (``sample_indexed``, the one sampling path of every metric, plot and file)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,7 +9,6 @@ from torch import Tensor, nn
 
 from lbt_lightning.data.evaluation import SAMPLE_CHUNK, chunk_noise, rank_chunks
 from lbt_lightning.lightning.precision import full_precision
-from lbt_lightning.unroll.backends import FakeBatches
 
 
 @contextmanager
@@ -40,14 +39,10 @@ class Sampling:
     def noise(self, n: int) -> Tensor:
         return torch.randn(n, self.generator.z_dim, device=self.device)
 
-    def fake(self, n: int) -> Tensor:
-        """n generated samples, differentiable with respect to the generator."""
-        return self.generator(self.noise(n))
-
     @property
     def batch_independent(self) -> bool:
         """Whether a sample of the generator depends only on its own z, so that one call can draw
-        several batches (:meth:`fakes`): False when the generator has a BatchNorm layer that
+        several batches (:meth:`sample_batches`): False when the generator has a BatchNorm layer that
         normalises with batch statistics (in training mode, or without running statistics), or
         when it sets ``batch_independent = False`` itself (e.g. for a minibatch-statistics layer)."""
         flag = getattr(self.generator, "batch_independent", None)
@@ -55,21 +50,24 @@ class Sampling:
             return bool(flag)
         return not any(_uses_batch_statistics(m) for m in self.generator.modules())
 
-    def fakes(self, n: int, *, grad: bool = True) -> FakeBatches:
-        """A sampler of fresh batches of n generated samples: ``fakes(n)()`` is one batch,
-        ``fakes(n).batches(k)`` k of them. For the teaching loss (``grad=True``) the k batches
-        come from one generator call where :attr:`batch_independent` (one backward through the
-        generator instead of k); the estimator's update (``grad=False``) calls it per batch,
-        which measured 3 ms faster per ring iteration on a CPU than one call on n_est·K·n
-        samples, whose activations outgrow the cache."""
-        return FakeBatches(self.generator, self.noise, n, grad=grad, batched=grad and self.batch_independent)
+    def sample(self, n: int, *, grad: bool = False) -> Tensor:
+        """n generated samples from fresh noise, as training draws them: in the generator's
+        current mode, BatchNorm statistics updated as in any training forward. With ``grad``
+        differentiable with respect to the generator (the generator's losses), else without a
+        graph (the discriminator's and the estimator's batches). Evaluations use
+        :meth:`sample_indexed` instead."""
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            return self.generator(self.noise(n))
 
-    @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        """n generated samples without a graph, for training (e.g. the discriminator's fake batch):
-        in the generator's current mode, BatchNorm statistics updated as in any training forward.
-        Evaluations use :meth:`sample_indexed` instead."""
-        return self.generator(self.noise(n))
+    def sample_batches(self, n: int, k: int, *, grad: bool = False) -> list[Tensor]:
+        """k batches of n samples of :meth:`sample`. With ``grad`` (the teaching loss) they come
+        from one generator call on k·n noise vectors where :attr:`batch_independent` (one
+        backward through the generator instead of k); without (the estimator's update) from k
+        calls, which measured 3 ms faster per ring iteration on a CPU than one call on n_est·K·n
+        samples, whose activations outgrow the cache."""
+        if grad and self.batch_independent:
+            return list(self.sample(k * n, grad=True).split(n))
+        return [self.sample(n, grad=grad) for _ in range(k)]
 
     @torch.no_grad()
     def sample_indexed(self, indices: Tensor) -> Tensor:

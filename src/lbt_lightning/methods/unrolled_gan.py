@@ -10,7 +10,7 @@ from torch.func import functional_call
 from lbt_lightning.lightning.optim import build_optimizer
 from lbt_lightning.lightning.precision import full_precision
 from lbt_lightning.methods.base import GenerativeModule, injected
-from lbt_lightning.unroll import objectives
+from lbt_lightning.methods.gan import d_loss, g_loss
 from lbt_lightning.unroll.twin_optimizer import SUPPORTED, TwinOptimizer
 
 GeneratorLoss = Literal["minimax", "non_saturating"]
@@ -96,13 +96,13 @@ class UnrolledGAN(GenerativeModule):
                 f"so that its steps can be unrolled: {error}"
             ) from error
 
-    def _d_loss_at(self, params: objectives.Params, real: Tensor, fake: Tensor) -> Tensor:
+    def _d_loss_at(self, params: dict[str, Tensor], real: Tensor, fake: Tensor) -> Tensor:
         d_real = functional_call(self.discriminator, params, (real,))
-        return objectives.d_loss(d_real, functional_call(self.discriminator, params, (fake,)))
+        return d_loss(d_real, functional_call(self.discriminator, params, (fake,)))
 
     def unrolled_discriminator(
         self, real: Tensor, fake: Tensor, discriminator_optimizer: torch.optim.Optimizer, create_graph: bool = True
-    ) -> objectives.Params:
+    ) -> dict[str, Tensor]:
         """θ_D^K: ``unroll_steps`` steps of ``discriminator_optimizer``'s update rule on
         ``d_loss(real, fake)`` from the current θ_D and optimizer state, neither of which changes.
 
@@ -114,7 +114,7 @@ class UnrolledGAN(GenerativeModule):
                 ``False`` gives what K real steps on this batch would give.
         """
         twin = self._twin(discriminator_optimizer)
-        params = objectives.detached_params(self.discriminator)
+        params = {k: p.detach().requires_grad_() for k, p in self.discriminator.named_parameters()}
         for _ in range(self.unroll_steps):
             loss = self._d_loss_at(params, real, fake)
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
@@ -136,14 +136,15 @@ class UnrolledGAN(GenerativeModule):
             params = self.unrolled_discriminator(real, fake, discriminator_optimizer)
             if self.generator_loss == "minimax":
                 return -self._d_loss_at(params, real, fake)
-            return objectives.g_loss(functional_call(self.discriminator, params, (fake,)))
+            return g_loss(functional_call(self.discriminator, params, (fake,)))
 
     def training_step(self, real: Tensor, batch_idx: int) -> None:
         g_opt, d_opt = self.optimizers()
         n = real.shape[0]
-        d_loss = objectives.d_loss(self.discriminator(real), self.discriminator(self.sample(n)))
-        self.optimizer_step_on(d_opt, d_loss)
-        g_loss = self.unrolled_loss(real, self.fake(n), getattr(d_opt, "optimizer", d_opt))
-        self.generator_step(g_opt, g_loss)
+        discriminator_loss = d_loss(self.discriminator(real), self.discriminator(self.sample(n)))
+        self.optimizer_step_on(d_opt, discriminator_loss)
+        generator_loss = self.unrolled_loss(real, self.sample(n, grad=True), getattr(d_opt, "optimizer", d_opt))
+        self.generator_step(g_opt, generator_loss)
         if self.log_due():
-            self.log_dict({"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}, prog_bar=True)
+            logs = {"train/d_loss": discriminator_loss.detach(), "train/g_loss": generator_loss.detach()}
+            self.log_dict(logs, prog_bar=True)

@@ -1,11 +1,11 @@
 """How every method updates its networks: steps that skip a non-finite update on every DDP rank
 together, gradients averaged over ranks, and the generator's step, which is Lightning's step."""
 
+from collections.abc import Callable
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-
-from lbt_lightning.unroll.backends import ReduceGrads
 
 
 def _distributed() -> bool:
@@ -18,10 +18,11 @@ class Updates:
     LightningModule with ``generator``, ``clip_grad_norm``, ``skipped_steps`` and ``log_due``)."""
 
     @property
-    def reduce_estimator_grads(self) -> ReduceGrads | None:
-        """:meth:`all_reduce_mean` under DDP, None on one process (the estimator's update then
-        runs each step as one compiled call with ``unroll_backend: compiled``)."""
-        return self.all_reduce_mean if _distributed() else None
+    def reduce_estimator_grad(self) -> Callable[[Tensor], Tensor] | None:
+        """The estimator's flat gradient averaged over DDP ranks (:meth:`all_reduce_mean`); None on
+        one process (the estimator's update then runs each step as one compiled call with
+        ``unroll_backend: compiled``)."""
+        return (lambda grad: self.all_reduce_mean([grad])[0]) if _distributed() else None
 
     def all_reduce_mean(self, tensors: list[Tensor]) -> list[Tensor]:
         """Average tensors over DDP ranks (identity on one process). Used for updates that do not

@@ -1,8 +1,7 @@
-"""The unroll: LBT's differentiable inner optimization and the losses built on it.
+"""The unroll: LBT's differentiable inner optimization.
 
-``objectives`` holds the pure functions (GAN losses, the K-step unroll, the teaching loss);
-``backends`` the interface and the eager (autograd) implementation, ``compiled`` the torch.func +
-torch.compile one; ``teacher`` the estimator with its one persistent Adam state, which LBT and
-LBT-GAN hold; ``twin_optimizer`` a ``torch.optim`` update rule as a differentiable function (the
-Unrolled GAN's discriminator steps).
+``inner`` holds it top to bottom (the authors' Adam step, the K-step unroll, the ``Student`` that
+holds the estimator and its optimizer state and runs its real update and the teaching loss);
+``compiled`` runs the same functions under torch.func and torch.compile; ``twin_optimizer`` a
+``torch.optim`` update rule as a differentiable function (the Unrolled GAN's discriminator steps).
 """

@@ -1,17 +1,18 @@
-"""LBT's unroll written with torch.func transforms, so that torch.compile can fuse it into one graph."""
+"""LBT's unroll under torch.func transforms, so that torch.compile can fuse each pass into one graph.
+
+The same :func:`~lbt_lightning.unroll.inner.unroll` and :func:`~lbt_lightning.unroll.inner.inner_step`
+as the eager path, with ``torch.func.grad_and_value`` for the inner gradient."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch import Tensor, nn
+from torch import Tensor
 from torch._dynamo.exc import TorchDynamoException
-from torch.func import functional_call, grad_and_value
+from torch.func import grad_and_value
 
-from lbt_lightning.unroll import objectives
-from lbt_lightning.unroll.backends import ReduceGrads, UnrollBackend, draw
-from lbt_lightning.unroll.objectives import FLAT, AdamConfig, Criterion, InnerState, Params, Unrolled
+from lbt_lightning.unroll.inner import Criterion, InnerState, inner_step, negative_mean, unroll
 
 COMPILE_ERRORS: tuple[type[Exception], ...] = (TorchDynamoException,)
 try:
@@ -30,25 +31,25 @@ class CompileError(RuntimeError):
         self.reason = reason
 
 
-class CompiledUnroll(UnrollBackend):
-    """The unroll of ``mean log p_φ(x)`` as functions of tensors (the parameters and Adam moments
-    as flat vectors), with the K fake batches of a pass drawn up front, so that each pass is one
-    graph.
+class CompiledUnroll:
+    """The student's update and teaching loss as functions of flat tensors (φ, m, v, t and the K
+    fake batches of a pass), so that each pass is one graph.
 
     ``update`` is the estimator's real training (no graph): one compiled call per step, or, with
-    ``reduce_grads`` (e.g. a DDP all-reduce), one call for the gradient and one for the step
-    with ``reduce_grads`` run eagerly between them.
+    ``reduce_grad`` (e.g. a DDP all-reduce), one call for the gradient and one for the step with
+    ``reduce_grad`` run eagerly between them.
 
-    ``loss`` computes the generator's loss *and its gradient with respect to the fake batches*
-    in one forward-only pass (grad of grad: ``torch.compile`` cannot differentiate a graph that
-    itself contains a backward, but it can compile one that computes both), and hands that
-    gradient to autograd, which carries it on through the generator as usual (so DDP's gradient
-    hooks on the generator fire as in eager mode). Memory stays O(K) activations. The criterion
-    is traced into that graph: it must be a function torch.compile can trace.
+    ``teaching_loss`` computes the generator's loss *and its gradient with respect to the fake
+    batches* in one forward-only pass (grad of grad: ``torch.compile`` cannot differentiate a
+    graph that itself contains a backward, but it can compile one that computes both), and hands
+    that gradient to autograd, which carries it on through the generator as usual (so DDP's
+    gradient hooks on the generator fire as in eager mode). Memory stays O(K) activations. The
+    criterion is traced into that graph: it must be a function torch.compile can trace.
 
     Arguments:
-        estimator, inner_optimizer, first_order, adam: As in :class:`UnrollBackend`.
-        compiled: Wrap both passes in ``torch.compile``; the first call of each compiles (on 2
+        student: The :class:`~lbt_lightning.unroll.inner.Student` whose estimator, optimizer and
+            ``first_order`` it uses.
+        compiled: Wrap the passes in ``torch.compile``; the first call of each compiles (on 2
             CPU cores a minute or more; logged, and cached on disk by Inductor for later runs).
             Random draws inside the estimator (the VAE's ε) use ATen's generator
             (``fallback_random``), so a seed gives the same numbers as without compiling.
@@ -67,17 +68,14 @@ class CompiledUnroll(UnrollBackend):
 
     def __init__(
         self,
-        estimator: nn.Module,
+        student,
         *,
-        inner_optimizer: objectives.InnerOptimizer = "adam",
-        first_order: bool = False,
-        adam: AdamConfig = AdamConfig(),
         compiled: bool = True,
         compile_backend: str = "inductor",
         mode: str | None = None,
         cpp_wrapper: bool | None = None,
     ):
-        super().__init__(estimator, inner_optimizer=inner_optimizer, first_order=first_order, adam=adam)
+        self.student = student
         self.compiled, self.compile_backend, self.mode = compiled, compile_backend, mode
         self.cpp_wrapper = cpp_wrapper
         self.compile_seconds: dict[str, float] = {}
@@ -88,7 +86,7 @@ class CompiledUnroll(UnrollBackend):
             return self._fns[device_type]
         fns = {
             "update": self._update_impl,
-            "grad": self._grad_impl,
+            "grad": self._gradient,
             "step": self._step_impl,
             "teaching": self._teach_impl,
         }
@@ -117,7 +115,7 @@ class CompiledUnroll(UnrollBackend):
 
     def _call(self, name: str, *args):
         """The (compiled) function ``name`` on ``args``; its first compiled call is timed and logged."""
-        fn = self._functions(next(self.estimator.parameters()).device.type)[name]
+        fn = self._functions(self.student.t.device.type)[name]
         if not self.compiled or name in self.compile_seconds:
             return fn(*args)
         start = time.perf_counter()
@@ -125,63 +123,72 @@ class CompiledUnroll(UnrollBackend):
             out = fn(*args)
         except COMPILE_ERRORS as error:
             detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise CompileError(
-                f"torch.compile cannot compile {type(self.estimator).__name__}.log_prob's {name} function ({detail})"
-            ) from error
+            estimator = type(self.student.estimator).__name__
+            reason = f"torch.compile cannot compile {estimator}.log_prob's {name} function ({detail})"
+            raise CompileError(reason) from error
         self.compile_seconds[name] = time.perf_counter() - start
         rank_zero_info(f"torch.compile of the estimator's {name} function took {self.compile_seconds[name]:.1f} s")
         return out
 
-    # The functions below take the parameters and Adam moments as flat vectors (ParamLayout).
+    # The functions below take φ, m and v as flat vectors.
 
-    def _log_prob(self, phi: Tensor, x: Tensor) -> Tensor:
-        return functional_call(self.estimator, self.layout.unflatten(phi), (x,)).mean()
+    def _gradient(self, phi: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        return grad_and_value(lambda p: self.student.log_prob(p, x).mean())(phi)
 
-    def _grad_impl(self, phi: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        return grad_and_value(self._log_prob)(phi, x)
+    def _unroll(self, phi: Tensor, state: InnerState, fakes: Sequence[Tensor], lr: float, first_order: bool):
+        s = self.student
+        return unroll(
+            self._gradient, phi, state, fakes, lr=lr, inner_optimizer=s.inner_optimizer, first_order=first_order,
+            adam=s.adam,
+        )  # fmt: skip
 
     def _step_impl(self, phi: Tensor, grad: Tensor, m: Tensor, v: Tensor, t: Tensor, lr: float):
-        state = InnerState({FLAT: m}, {FLAT: v}, t)
-        new, state = objectives.inner_step({FLAT: phi}, [grad], state, lr, self.inner_optimizer, self.adam)
-        return new[FLAT], state.m[FLAT], state.v[FLAT], state.t
+        s = self.student
+        phi, state = inner_step(phi, grad, InnerState(m, v, t), lr, s.inner_optimizer, s.adam)
+        return phi, *state
 
     def _update_impl(self, phi: Tensor, m: Tensor, v: Tensor, t: Tensor, x: Tensor, lr: float):
-        grad, value = self._grad_impl(phi, x)
-        return *self._step_impl(phi, grad, m, v, t, lr), value
+        phi, state, value = self._unroll(phi, InnerState(m, v, t), [x], lr, first_order=False)
+        return phi, *state, value
 
     def _teach_impl(self, fakes: list[Tensor], real: Tensor, phi, m, v, t, lr: float, criterion: Criterion):
         def loss(fakes: list[Tensor]) -> Tensor:
-            p, mm, vv, tt = phi, m, v, t
-            for x in fakes:
-                grad, _ = self._grad_impl(p.detach() if self.first_order else p, x)
-                p, mm, vv, tt = self._step_impl(p, grad, mm, vv, tt, lr)
-            return objectives.teaching_loss(self.estimator, self.layout.unflatten(p), real, criterion)
+            phi_k, _, _ = self._unroll(phi, InnerState(m, v, t), fakes, lr, self.student.first_order)
+            return criterion(self.student.log_prob(phi_k, real))
 
         grads, value = grad_and_value(loss)(fakes)
         return value, grads
 
-    def _flat(self, params: Params, state: InnerState) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        flatten = self.layout.flatten
-        return flatten(params).detach(), flatten(state.m).detach(), flatten(state.v).detach(), state.t
-
-    def update(self, params, state, sample_fake, steps, lr, reduce_grads: ReduceGrads | None = None) -> Unrolled:
+    def update(
+        self,
+        phi: Tensor,
+        state: InnerState,
+        fakes: Sequence[Tensor],
+        lr: float,
+        reduce_grad: Callable[[Tensor], Tensor] | None = None,
+    ) -> tuple[Tensor, InnerState, Tensor]:
+        """:meth:`Student.update`'s steps: φ and the state after them, and the last objective."""
+        m, v, t = state
         with torch.no_grad():
-            fakes = draw(sample_fake, steps)
-            phi, m, v, t = self._flat(params, state)
             for x in fakes:
-                if reduce_grads is None:  # one compiled call per step
+                if reduce_grad is None:  # one compiled call per step
                     phi, m, v, t, value = self._call("update", phi, m, v, t, x, lr)
                 else:  # e.g. DDP's all-reduce, eagerly between the gradient and the step
                     grad, value = self._call("grad", phi, x)
-                    (grad,) = reduce_grads([grad])
-                    phi, m, v, t = self._call("step", phi, grad, m, v, t, lr)
-        unflatten = self.layout.unflatten
-        return Unrolled(unflatten(phi), InnerState(unflatten(m), unflatten(v), t), value)
+                    phi, m, v, t = self._call("step", phi, reduce_grad(grad), m, v, t, lr)
+        return phi, InnerState(m, v, t), value
 
-    def loss(self, params, state, sample_fake, real, steps, lr, criterion=objectives.negative_mean) -> Tensor:
-        fakes = draw(sample_fake, steps)
-        flat = self._flat(params, state)
-        run = lambda xs: self._call("teaching", xs, real, *flat, lr, criterion)  # noqa: E731
+    def teaching_loss(
+        self,
+        phi: Tensor,
+        state: InnerState,
+        fakes: Sequence[Tensor],
+        real: Tensor,
+        lr: float,
+        criterion: Criterion = negative_mean,
+    ) -> Tensor:
+        """:meth:`Student.teaching_loss`, differentiable with respect to ``fakes``."""
+        run = lambda xs: self._call("teaching", xs, real, phi, *state, lr, criterion)  # noqa: E731
         return _TeachingLoss.apply(run, *fakes)
 
 

@@ -6,7 +6,7 @@ repeats its formulas out of place, so that one step taken on gradients without a
 ``optimizer.step()`` (a golden test holds it to float32 rounding) and a step on gradients with a
 graph is differentiable with respect to whatever produced them.
 
-LBT's own unroll (:mod:`lbt_lightning.unroll.objectives`) is deliberately *not* this: it keeps the LBT
+LBT's own unroll (:mod:`lbt_lightning.unroll.inner`) is deliberately *not* this: it keeps the LBT
 authors' Adam (ε inside the square root, second moment detached).
 """
 
