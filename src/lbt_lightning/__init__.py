@@ -27,9 +27,9 @@ The folders are the architecture::
 
 Where this departs from DESIGN.md's layout, and why: the unroll has a folder of its own
 (``unroll/``: the eager path, the compiled path beside it and the Unrolled GAN's twin optimizer);
-``cli.py`` sits in ``lightning/`` with the other modules that
-exist only to fit Lightning (``python -m lbt_lightning`` and the console scripts are unchanged);
-and the programs a user runs are in ``programs/`` rather than beside the library modules. The
+``cli.py`` sits in ``lightning/`` with the other modules that exist only to fit Lightning
+(``python -m lbt_lightning`` and the console scripts are unchanged); and the programs a user runs
+are in ``programs/`` rather than beside the library modules. The
 public import paths of configs and user code are those of the folders above:
 ``lbt_lightning.methods.LBTGAN``, ``lbt_lightning.estimators.VAE``, ``lbt_lightning.networks.*``,
 ``lbt_lightning.data.*``, ``lbt_lightning.callbacks.*``.
