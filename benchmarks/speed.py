@@ -5,8 +5,8 @@ Usage: ``make bench`` or ``python benchmarks/speed.py [--iterations 20] [--round
 (``experiments/ring/<method>.yaml``: the same generator, 2x128 tanh networks and batch 512) and
 trained by Lightning in this one process, round-robin, so all ratios come from the same run.
 Then, in fresh processes, the compiled backend's first iteration with a cold and with a warm
-Inductor cache, and the iteration count after which compiling pays for itself (what
-``unroll_backend: auto`` is set by). Prints a table and writes ``benchmarks/results/speed.json``.
+Inductor cache, and the iteration count after which compiling pays for itself. Prints a table
+and writes ``benchmarks/results/speed.json``.
 """
 
 import argparse
@@ -22,7 +22,8 @@ from common import METHODS, RESULTS, Stopwatch, build, machine, machine_line, su
 from probes import FlopCount, IterationTimer, PeakMemory, median_time, peak_matmul_flops
 
 # LBT's iteration, split: the estimator's update, the teaching loss (the K-step unroll), the
-# generator's step (its backward); the first two with their generator samples. (teaching only?, method)
+# generator's step (its backward); the first two with their generator samples.
+# name: (whether only the teaching methods have it, the LightningModule method timed)
 PARTS = {
     "estimator update": (True, "update_student"),
     "unroll": (True, "teaching_loss"),

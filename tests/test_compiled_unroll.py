@@ -138,8 +138,7 @@ def test_an_estimator_that_cannot_be_compiled_is_named():
         fast.update(student.phi(), student.state(), [torch.randn(8, 2, dtype=torch.float64)], 1e-3)
 
 
-def test_auto_is_refused_with_what_to_use():
-    with pytest.raises(
-        ValueError, match="unroll_backend must be one of \\('eager', 'compiled'\\), got 'auto'.*'eager'"
-    ):
-        LBT(MLPGenerator(z_dim=8, hidden=[16]), VAE(latent_dim=4, hidden=[16]), unroll_backend="auto")
+def test_auto_of_older_checkpoints_runs_eager_with_a_warning():
+    with pytest.warns(UserWarning, match="unroll_backend='auto'.*removed.*'eager'"):
+        model = LBT(MLPGenerator(z_dim=8, hidden=[16]), VAE(latent_dim=4, hidden=[16]), unroll_backend="auto")
+    assert model.student.unroll_backend == "eager"

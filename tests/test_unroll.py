@@ -140,3 +140,19 @@ def test_the_parameters_are_views_of_phi_also_after_a_copy_or_a_move():
         torch.testing.assert_close(torch.cat([p.detach().reshape(-1) for p in s.estimator.parameters()]), s.phi())
         assert all(not torch.equal(p, b) for p, b in zip(s.estimator.parameters(), before))
     assert float(student.t) == 6
+
+
+def test_a_graph_through_the_parameters_before_an_update_cannot_backpropagate_after_it():
+    student = make_student(steps=1)
+    loss = student.estimator(torch.randn(8, 2, dtype=torch.float64)).mean()
+    student.update([torch.randn(8, 2, dtype=torch.float64)])
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_parameters_changed_after_the_student_was_built_are_named():
+    student = make_student(steps=1)
+    module, attr = next((m, n) for m in student.estimator.modules() for n, _ in m.named_parameters(recurse=False))
+    setattr(module, attr, torch.nn.Parameter(torch.zeros(1, dtype=torch.float64)))
+    with pytest.raises(RuntimeError, match="parameters changed after the Student was built"):
+        student.update([torch.randn(8, 2, dtype=torch.float64)])

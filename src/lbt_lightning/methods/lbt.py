@@ -29,7 +29,9 @@ class LBT(Teaching, GenerativeModule):
         unroll_backend: ``"eager"`` (default: autograd) or ``"compiled"`` (torch.func +
             torch.compile; the same results to float32 rounding, about 30% faster per ring
             iteration on a CPU after a first iteration that compiles for 35 s with a cold Inductor
-            cache: worth it beyond ~2,000 teaching iterations; see docs/results.md).
+            cache: worth it beyond ~1,600 teaching iterations, ~170 with a warm cache; see
+            docs/results.md). ``"auto"``, an earlier release's default, was removed: it runs
+            eager with a warning, so that checkpoints trained with it load.
         generator_optimizer: None gives Adam lr 1e-3, β1 0.5 (PAPER.md §2.2, toy).
         clip_grad_norm: Global-norm clip of the generator gradient (toy: 5), or None.
         max_consecutive_skips: Iterations in a row with a skipped (non-finite) update before stopping.
@@ -50,7 +52,7 @@ class LBT(Teaching, GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
-        unroll_backend: Literal["eager", "compiled"] = "eager",
+        unroll_backend: Literal["eager", "compiled", "auto"] = "eager",
         generator_optimizer: OptimizerCallable | None = None,
         clip_grad_norm: float | None = 5.0,  # PAPER.md §2.1 point 6 (toy)
         max_consecutive_skips: int = 10,

@@ -68,7 +68,7 @@ class LBTGAN(Teaching, GenerativeModule):
         estimator_steps: int = 2,  # PAPER.md §2.2 n_est (ring)
         inner_optimizer: Literal["adam", "sgd"] = "adam",
         first_order: bool = False,
-        unroll_backend: Literal["eager", "compiled"] = "eager",
+        unroll_backend: Literal["eager", "compiled", "auto"] = "eager",
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
         balance: float | None = None,  # None: the paper's fixed λ

@@ -5,6 +5,7 @@ as the eager path, with ``torch.func.grad_and_value`` for the inner gradient."""
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from pytorch_lightning.utilities import rank_zero_info
@@ -13,6 +14,9 @@ from torch._dynamo.exc import TorchDynamoException
 from torch.func import grad_and_value
 
 from lbt_lightning.unroll.inner import Criterion, InnerState, inner_step, negative_mean, unroll
+
+if TYPE_CHECKING:
+    from lbt_lightning.unroll.inner import Student
 
 COMPILE_ERRORS: tuple[type[Exception], ...] = (TorchDynamoException,)
 try:
@@ -68,7 +72,7 @@ class CompiledUnroll:
 
     def __init__(
         self,
-        student,
+        student: "Student",
         *,
         compiled: bool = True,
         compile_backend: str = "inductor",
@@ -86,9 +90,9 @@ class CompiledUnroll:
             return self._fns[device_type]
         fns = {
             "update": self._update_impl,
-            "grad": self._gradient,
+            "gradient": self._gradient_impl,
             "step": self._step_impl,
-            "teaching": self._teach_impl,
+            "teaching": self._teaching_impl,
         }
         if self.compiled:
             kwargs = {"fullgraph": True, "backend": self.compile_backend, "mode": self.mode}
@@ -132,13 +136,13 @@ class CompiledUnroll:
 
     # The functions below take φ, m and v as flat vectors.
 
-    def _gradient(self, phi: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _gradient_impl(self, phi: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         return grad_and_value(lambda p: self.student.log_prob(p, x).mean())(phi)
 
     def _unroll(self, phi: Tensor, state: InnerState, fakes: Sequence[Tensor], lr: float, first_order: bool):
         s = self.student
         return unroll(
-            self._gradient, phi, state, fakes, lr=lr, inner_optimizer=s.inner_optimizer, first_order=first_order,
+            self._gradient_impl, phi, state, fakes, lr=lr, inner_optimizer=s.inner_optimizer, first_order=first_order,
             adam=s.adam,
         )  # fmt: skip
 
@@ -151,7 +155,7 @@ class CompiledUnroll:
         phi, state, value = self._unroll(phi, InnerState(m, v, t), [x], lr, first_order=False)
         return phi, *state, value
 
-    def _teach_impl(self, fakes: list[Tensor], real: Tensor, phi, m, v, t, lr: float, criterion: Criterion):
+    def _teaching_impl(self, fakes: list[Tensor], real: Tensor, phi, m, v, t, lr: float, criterion: Criterion):
         def loss(fakes: list[Tensor]) -> Tensor:
             phi_k, _, _ = self._unroll(phi, InnerState(m, v, t), fakes, lr, self.student.first_order)
             return criterion(self.student.log_prob(phi_k, real))
@@ -174,7 +178,7 @@ class CompiledUnroll:
                 if reduce_grad is None:  # one compiled call per step
                     phi, m, v, t, value = self._call("update", phi, m, v, t, x, lr)
                 else:  # e.g. DDP's all-reduce, eagerly between the gradient and the step
-                    grad, value = self._call("grad", phi, x)
+                    grad, value = self._call("gradient", phi, x)
                     phi, m, v, t = self._call("step", phi, reduce_grad(grad), m, v, t, lr)
         return phi, InnerState(m, v, t), value
 

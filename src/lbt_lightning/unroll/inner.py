@@ -9,8 +9,8 @@ differentiates through (PAPER.md §2.1).
 3. :class:`Student`: the estimator with φ, m and v each held as one flat vector (the estimator's
    parameters are views of φ), so a step is a dozen elementwise ops on three vectors and nothing
    is concatenated or split per call. :meth:`Student.update` is the estimator's real training
-   (``estimator_steps × K`` steps, written back); :meth:`Student.teaching_loss` is the
-   generator's loss ``-mean log p_{φ^K}(x_real)`` after a fresh differentiable K-step unroll
+   (one step per generated batch it is given, written back); :meth:`Student.teaching_loss` is
+   the generator's loss ``-mean log p_{φ^K}(x_real)`` after a fresh differentiable K-step unroll
    from the current (φ, m, v, t), never written back.
 
 Both run :func:`unroll` with autograd here, or, with ``unroll_backend="compiled"``, the same
@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -69,7 +70,9 @@ def inner_step(
     """One ascent step of ``inner_optimizer``: :func:`adam_step` or :func:`sgd_step`."""
     if inner_optimizer == "adam":
         return adam_step(phi, grad, state, lr, adam)
-    return sgd_step(phi, grad, state, lr)
+    if inner_optimizer == "sgd":
+        return sgd_step(phi, grad, state, lr)
+    raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
 
 
 Gradient = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -178,7 +181,8 @@ class Student(nn.Module):
 
     φ is one flat vector and the estimator's parameters are views of it (:meth:`phi`); m and v
     are flat buffers of the same length, t a float64 scalar (β^t and the bias correction stay
-    exact for millions of steps).
+    exact for millions of steps). Each parameter shares φ's storage, so ``torch.save`` of the
+    state dict stores φ once, while pickling or saving one parameter on its own writes all of φ.
 
     Arguments:
         estimator: The density p_φ; its ``forward`` is ``log_prob``.
@@ -189,7 +193,8 @@ class Student(nn.Module):
         inner_optimizer: ``"adam"`` or ``"sgd"``.
         first_order: As in :func:`unroll` (applies to the teaching loss).
         unroll_backend: ``"eager"`` (autograd) or ``"compiled"``
-            (:class:`~lbt_lightning.unroll.compiled.CompiledUnroll`).
+            (:class:`~lbt_lightning.unroll.compiled.CompiledUnroll`); ``"auto"``, an earlier
+            release's default, runs eager with a warning.
     """
 
     def __init__(
@@ -202,7 +207,7 @@ class Student(nn.Module):
         estimator_steps: int,
         inner_optimizer: InnerOptimizer,
         first_order: bool,
-        unroll_backend: Literal["eager", "compiled"] = "eager",
+        unroll_backend: Literal["eager", "compiled", "auto"] = "eager",
     ):
         super().__init__()
         if not isinstance(estimator, DensityEstimator):
@@ -215,11 +220,14 @@ class Student(nn.Module):
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         if inner_optimizer not in INNER_OPTIMIZERS:
             raise ValueError(f"inner_optimizer must be one of {INNER_OPTIMIZERS}, got {inner_optimizer!r}")
+        if unroll_backend == "auto":  # an older release's default: its checkpoints keep loading
+            rank_zero_warn(
+                "unroll_backend='auto' (compiled for long fits) was removed; this model runs 'eager'. "
+                "Set model.init_args.unroll_backend to 'eager' or 'compiled'"
+            )
+            unroll_backend = "eager"
         if unroll_backend not in UNROLL_BACKENDS:
-            hint = ""
-            if unroll_backend == "auto":  # an older release's choice by the fit's length
-                hint = " ('auto' was removed; a checkpoint trained with it loads with unroll_backend='eager')"
-            raise ValueError(f"unroll_backend must be one of {UNROLL_BACKENDS}, got {unroll_backend!r}{hint}")
+            raise ValueError(f"unroll_backend must be one of {UNROLL_BACKENDS}, got {unroll_backend!r}")
         self.estimator = estimator
         self.unroll_steps, self.unroll_lr = unroll_steps, unroll_lr
         self.estimator_steps, self.estimator_lr = estimator_steps, estimator_lr
@@ -244,23 +252,29 @@ class Student(nn.Module):
     @torch.no_grad()
     def phi(self) -> Tensor:
         """φ as one flat vector whose slices are the estimator's parameters. Anything that gave the
-        parameters new storage (``.to()``, ``copy.deepcopy``) is noticed here and φ is rebuilt from
-        the parameters, which stay the reference."""
-        params = list(self.estimator.parameters())
+        parameters new storage (``.to()``, ``copy.deepcopy``, ``load_state_dict(assign=True)``) is
+        noticed here and φ is rebuilt from the parameters, which stay the reference."""
+        params = dict(self.estimator.named_parameters())
+        if list(params) != self.layout.names or [p.shape for p in params.values()] != self.layout.shapes:
+            raise RuntimeError(
+                f"the estimator's parameters changed after the Student was built: {list(params)} "
+                f"instead of {self.layout.names} (with their shapes); build the method again"
+            )
         phi = self._phi
-        if phi is None or not self._holds(phi, params):
-            phi = torch.cat([p.reshape(-1) for p in params])
-            for p, view in zip(params, self.layout.unflatten(phi).values(), strict=True):
+        if phi is None or not self._holds(phi, list(params.values())):
+            phi = self.layout.flatten(params)
+            for p, view in zip(params.values(), self.layout.unflatten(phi).values(), strict=True):
                 p.data = view
             self._phi = phi
         return phi
 
     def _holds(self, phi: Tensor, params: list[Tensor]) -> bool:
+        """Whether every parameter is its slice of ``phi``."""
         if any(p.device != phi.device or p.dtype != phi.dtype for p in params):
             return False
         address, offset = phi.data_ptr(), 0
         for p, size in zip(params, self.layout.sizes, strict=True):
-            if p.data_ptr() != address + offset * phi.element_size():
+            if size and p.data_ptr() != address + offset * phi.element_size():  # an empty one has no address
                 return False
             offset += size
         return True
@@ -301,6 +315,9 @@ class Student(nn.Module):
             finite = all_finite([norm]) if all_finite is not None else bool(torch.isfinite(norm))
             if finite:
                 self._phi.copy_(phi)
+                # the parameters are views of φ with version counters of their own: a graph that
+                # used them before this update must not backpropagate through the new values
+                torch.autograd.graph.increment_version(list(self.estimator.parameters()))
                 self.m.copy_(state.m)
                 self.v.copy_(state.v)
                 self.t.copy_(state.t)
@@ -308,7 +325,8 @@ class Student(nn.Module):
 
     def teaching_loss(self, fakes: Sequence[Tensor], real: Tensor, criterion: Criterion = negative_mean) -> Tensor:
         """``criterion(log p_{φ^K}(real))`` after K differentiable steps at ``unroll_lr`` on ``fakes``
-        (K batches, differentiable with respect to the generator) from the current (φ, m, v, t)."""
+        (K batches, differentiable with respect to the generator) from the current (φ, m, v, t).
+        Its graph reads φ itself: an :meth:`update` before its backward is an error."""
         phi, state = self.phi().detach(), self.state()
         with full_precision(self.t.device):  # the generator's samples too: the unroll differentiates them
             if self.compiled is not None:
