@@ -5,6 +5,7 @@ Usage::
     python benchmarks/stacked_mnist.py [--runs gan_cpu@1200 lbt_gan_cpu@1200 lbt_gan_cpu,balance=1@1200 ...]
         [--seeds 0 1 2] [--evaluations 8] [--num-samples 26000] [--jobs 2]
         [--classifier runs/smnist_classifier_test8k.pt] [--root ../shared/data/mnist] [--out ...json]
+    python benchmarks/stacked_mnist.py --combine a.json b.json ... --out combined.json
 
 Each run trains ``experiments/stacked_mnist/<config>.yaml`` (with ``,arg=value`` model arguments)
 in its own process on one torch thread for its CPU-second budget (``@seconds``), on the MNIST
@@ -13,10 +14,12 @@ classifier of ``python -m lbt_lightning.programs.classifier``) of samples 0..N-1
 evaluation path at ``--evaluations`` even CPU times (evaluations are not charged). Prints a table
 (per run: iterations, CPU s, final modes and KL, lowest modes after the first quarter); writes the
 JSON, a plot (modes and KL against CPU seconds, a line per run and seed) and a grid of the first
-64 final samples per run and seed next to it.
+64 final samples per run and seed next to it. ``--combine`` trains nothing: it joins the runs of
+earlier reports (e.g. one invocation per seed) into one table, one table across seeds and one plot.
 """
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -97,10 +100,38 @@ def table(runs: list[dict]) -> str:
     for r in runs:
         s = r["summary"]
         lines.append(
-            f"| {r['run']} | {r['seed']} | {s['iterations']} | {s['cpu_s']:.0f} | {s['modes']:.0f} | {s['kl']:.3f} "
-            f"| {s['min_modes_after_quarter']:.0f} |"
+            f"| {label(r['run'])} | {r['seed']} | {s['iterations']} | {s['cpu_s']:.0f} | {s['modes']:.0f} "
+            f"| {s['kl']:.3f} | {s['min_modes_after_quarter']:.0f} |"
         )
     return "\n".join(lines)
+
+
+def across_seeds(runs: list[dict]) -> str:
+    """One row per run: its seeds, and modes, KL and iterations per seed (in seed order)."""
+    lines = [
+        "| run | seeds | modes | KL | iterations | lowest modes after a quarter of the budget |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["run"] for r in runs):
+        rs = sorted((r for r in runs if r["run"] == name), key=lambda r: r["seed"])
+
+        def cell(key: str, fmt: str, rs: list[dict] = rs) -> str:
+            return " / ".join(format(r["summary"][key], fmt) for r in rs)
+
+        seeds = ", ".join(str(r["seed"]) for r in rs)
+        lines.append(
+            f"| {label(name)} | {seeds} | {cell('modes', '.0f')} | {cell('kl', '.3f')} | {cell('iterations', 'd')} "
+            f"| {cell('min_modes_after_quarter', '.0f')} |"
+        )
+    return "\n".join(lines)
+
+
+def label(run: str) -> str:
+    """A run's name for tables and legends: its config and arguments, shortened."""
+    name = run.partition("@")[0]
+    for long, short in (("generator_optimizer.init_args.lr", "G lr"), ("discriminator_optimizer.init_args.lr", "D lr")):
+        name = name.replace(long, short)
+    return name
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -116,9 +147,9 @@ def plot(runs: list[dict], path: Path) -> None:
     seen = set()
     for r in runs:
         t = [p["cpu_s"] for p in r["curve"]]
-        label = None if r["run"] in seen else r["run"]
+        legend = None if r["run"] in seen else label(r["run"])
         seen.add(r["run"])
-        ax_modes.plot(t, [p["modes"] for p in r["curve"]], "o-", color=colors[r["run"]], label=label, ms=3)
+        ax_modes.plot(t, [p["modes"] for p in r["curve"]], "o-", color=colors[r["run"]], label=legend, ms=3)
         ax_kl.plot(t, [p["kl"] for p in r["curve"]], "o-", color=colors[r["run"]], ms=3)
     ax_modes.set(xlabel="training CPU seconds (one thread)", ylabel="modes of 1,000")
     ax_kl.set(xlabel="training CPU seconds (one thread)", ylabel="KL(modes ‖ uniform)")
@@ -128,7 +159,9 @@ def plot(runs: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     for name in names:
-        first = next(r for r in runs if r["run"] == name)
+        first = next((r for r in runs if r["run"] == name and "samples" in r), None)
+        if first is None:  # --combine: the reports keep no samples
+            continue
         stem = name.partition("@")[0].replace(",", "_").replace("=", "")
         save_image(torch.tensor(first["samples"]), path.with_name(f"{path.stem}_{stem}.png"), nrow=8)
 
@@ -144,7 +177,10 @@ def main(argv=None) -> None:
     parser.add_argument("--classifier", default="runs/smnist_classifier_test8k.pt")
     parser.add_argument("--root", default="../shared/data/mnist")
     parser.add_argument("--out", default=str(RESULTS / "stacked_mnist.json"))
+    parser.add_argument("--combine", nargs="+", metavar="JSON", help="join earlier reports instead of training")
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, Path(args.out))
     for run in args.runs:
         config, _, budget = split_run(run)
         if not (Path(__file__).parents[1] / "experiments/stacked_mnist" / f"{config}.yaml").is_file():
@@ -159,13 +195,26 @@ def main(argv=None) -> None:
     info = machine()
     print(f"{info['date']}: {len(tasks)} runs, {args.jobs} at a time, load {info.get('load_average_1_5_15min')}")
     runs = run_pool(one_run, tasks, args.jobs, info)
-    text = table(runs)
+    text = table(runs) + "\n\n" + across_seeds(runs)
     print("\n" + text)
     plot(runs, Path(args.out).with_suffix(".png"))
     for run in runs:  # the final samples are in the grids; 64 images a run would be most of the JSON
         run.pop("samples")
     write_report({"machine": info, "settings": settings, "table": text, "runs": runs}, args.out)
     print(f"wrote {args.out}, its .png and a sample grid per run in {info['total_wall_s'] / 60:.1f} min")
+
+
+def combine(paths: list[str], out: Path) -> None:
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    runs = [r for report in reports for r in report["runs"]]
+    text = table(runs) + "\n\n" + across_seeds(runs)
+    print(text)
+    plot(runs, out.with_suffix(".png"))
+    sources = [
+        {"path": p, "machine": report["machine"], "settings": report["settings"]} for p, report in zip(paths, reports)
+    ]
+    write_report({"sources": sources, "table": text, "runs": runs}, out)
+    print(f"wrote {out} and its .png")
 
 
 if __name__ == "__main__":
