@@ -4,10 +4,10 @@ average LBT-GAN iteration of a config (its warm-up and ``teach_every`` included)
 
 Usage::
 
-    python benchmarks/smnist_cost.py [--threads 1] [--iterations 6] [--set='--model.init_args.X=Y ...']
-        [--root ../shared/data/mnist] [--out benchmarks/results/smnist_cost.json]
+    python benchmarks/smnist_cost.py [--gan gan_cpu] [--lbt-gan lbt_gan_cpu] [--threads 1] [--iterations 6]
+        [--set='--model.init_args.X=Y ...'] [--root ../shared/data/mnist] [--out benchmarks/results/smnist_cost.json]
 
-``experiments/stacked_mnist/{gan_cpu,lbt_gan_cpu}.yaml`` on the real MNIST digits, eager unroll,
+``experiments/stacked_mnist/<gan>.yaml`` and ``<lbt-gan>.yaml`` on the real MNIST digits, eager unroll,
 no evaluation callbacks. Time: the median wall time of ``--iterations`` iterations of each kind
 after two warm-up ones, the kinds interleaved in rounds (a busy spell of the machine hits all of
 them alike); FLOPs: ``torch.utils.flop_counter`` over one iteration (matmuls and convolutions, as
@@ -27,13 +27,16 @@ import torch
 from common import RESULTS, build, machine, machine_line, trainer, write_report
 from probes import FlopCount
 
-KINDS = {  # label: (config, model overrides)
-    "GAN": ("gan_cpu", []),
-    "LBT-GAN, GAN-only iteration": ("lbt_gan_cpu", ["--model.init_args.warmup_iterations=1000000"]),
-    "LBT-GAN, teaching iteration": (
-        "lbt_gan_cpu", ["--model.init_args.warmup_iterations=0", "--model.init_args.teach_every=1"],
-    ),
-}  # fmt: skip
+
+def kinds(gan: str, lbt_gan: str) -> dict:
+    """label: (config, model overrides) of each kind of iteration."""
+    return {
+        "GAN": (gan, []),
+        "LBT-GAN, GAN-only iteration": (lbt_gan, ["--model.init_args.warmup_iterations=1000000"]),
+        "LBT-GAN, teaching iteration": (
+            lbt_gan, ["--model.init_args.warmup_iterations=0", "--model.init_args.teach_every=1"],
+        ),
+    }  # fmt: skip
 
 
 class Times(pl.Callback):
@@ -65,14 +68,16 @@ def config_value(config: str, key: str, default):
     return node if node != {} else default
 
 
-def average(kinds: dict, length: int, warmup: int, every: int, key: str) -> float:
+def average(table: dict, length: int, warmup: int, every: int, key: str) -> float:
     teaching = max(0, math.ceil((length - warmup) / every))
-    return (teaching * kinds["LBT-GAN, teaching iteration"][key]
-            + (length - teaching) * kinds["LBT-GAN, GAN-only iteration"][key]) / length  # fmt: skip
+    return (teaching * table["LBT-GAN, teaching iteration"][key]
+            + (length - teaching) * table["LBT-GAN, GAN-only iteration"][key]) / length  # fmt: skip
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gan", default="gan_cpu", help="the GAN's config in experiments/stacked_mnist/")
+    parser.add_argument("--lbt-gan", default="lbt_gan_cpu", help="the LBT-GAN's config, whose schedule is averaged")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=6, help="timed iterations per kind")
     parser.add_argument("--rounds", type=int, default=3, help="rounds the timed iterations are split into")
@@ -85,7 +90,7 @@ def main(argv=None) -> dict:
     info = machine()
     print(machine_line(info), flush=True)
     entries = {}
-    for label, (config, overrides) in KINDS.items():
+    for label, (config, overrides) in kinds(args.gan, args.lbt_gan).items():
         torch.manual_seed(0)
         model, data = make(config, [*overrides, *extra], args)
         flops = FlopCount()
@@ -97,13 +102,13 @@ def main(argv=None) -> dict:
             timer = Times()
             trainer(per_round, [timer]).fit(entry["model"], entry["data"])
             entry["times"] += timer.times
-    kinds = {
+    table = {
         label: {"ms": 1000 * statistics.median(e["times"]), "gflop": e["gflop"], "timed": len(e["times"])}
         for label, e in entries.items()
     }
-    length = config_value("lbt_gan_cpu", "trainer.max_steps", 1000)
-    warmup = config_value("lbt_gan_cpu", "model.init_args.warmup_iterations", 0)
-    every = config_value("lbt_gan_cpu", "model.init_args.teach_every", 1)
+    length = config_value(args.lbt_gan, "trainer.max_steps", 1000)
+    warmup = config_value(args.lbt_gan, "model.init_args.warmup_iterations", 0)
+    every = config_value(args.lbt_gan, "model.init_args.teach_every", 1)
     for extra_arg in extra:  # a --set override of the schedule applies to the average too
         key, _, value = extra_arg.removeprefix("--").partition("=")
         if key == "model.init_args.warmup_iterations":
@@ -113,14 +118,14 @@ def main(argv=None) -> dict:
         elif key == "trainer.max_steps":
             length = int(value)
     label = f"LBT-GAN average ({length} iterations, warm-up {warmup}, teach_every {every})"
-    kinds[label] = {key: average(kinds, length, warmup, every, key) for key in ("ms", "gflop")}
-    gan = kinds["GAN"]
+    table[label] = {key: average(table, length, warmup, every, key) for key in ("ms", "gflop")}
+    gan = table["GAN"]
     print("\n| iteration | ms | GFLOP | × GAN (time) | × GAN (FLOPs) |\n|---|---|---|---|---|")
-    for name, row in kinds.items():
+    for name, row in table.items():
         row["x_gan_ms"], row["x_gan_flop"] = row["ms"] / gan["ms"], row["gflop"] / gan["gflop"]
         print(f"| {name} | {row['ms']:.0f} | {row['gflop']:.2f} | {row['x_gan_ms']:.1f} | {row['x_gan_flop']:.1f} |")
     info["load_average_after"] = machine().get("load_average_1_5_15min")
-    report = {"machine": info, "settings": vars(args), "kinds": kinds}
+    report = {"machine": info, "settings": vars(args), "kinds": table}
     write_report(report, args.out)
     print(f"wrote {args.out}")
     return report

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/stacked_mnist.py [--runs gan_cpu@1200 lbt_gan_cpu@1200 lbt_gan_cpu,balance=1@1200 ...]
+    python benchmarks/stacked_mnist.py [--runs gan_cpu@1200 gan_fast_cpu@1200 lbt_gan_cpu,balance=1@1200 ...]
         [--seeds 0 1 2] [--evaluations 8] [--num-samples 26000] [--jobs 2]
         [--classifier runs/smnist_classifier_test8k.pt] [--root ../shared/data/mnist] [--out ...json]
     python benchmarks/stacked_mnist.py --combine a.json b.json ... --out combined.json
@@ -12,7 +12,8 @@ in its own process on one torch thread for its CPU-second budget (``@seconds``),
 digits under ``--root``, eager unroll, and scores modes and KL (PAPER.md §5.2; the digit
 classifier of ``python -m lbt_lightning.programs.classifier``) of samples 0..N-1 of the one
 evaluation path at ``--evaluations`` even CPU times (evaluations are not charged). Prints a table
-(per run: iterations, CPU s, final modes and KL, lowest modes after the first quarter); writes the
+(per run: iterations, CPU s, final modes and KL, lowest modes after the first quarter; across
+seeds also the CPU seconds of the first evaluation with ≥ 900 modes); writes the
 JSON, a plot (modes and KL against CPU seconds, a line per run and seed) and a grid of the first
 64 final samples per run and seed next to it. ``--combine`` trains nothing: it joins the runs of
 earlier reports (e.g. one invocation per seed) into one table, one table across seeds and one plot.
@@ -29,7 +30,13 @@ from common import RESULTS, build, machine, run_pool, trainer, write_report
 from lbt_lightning.callbacks import CoverageBudget
 from lbt_lightning.metrics.stacked_mnist import StackedMNISTModes
 
-DEFAULT_RUNS = ["gan_cpu@1200", "lbt_gan_cpu@1200", "lbt_gan_cpu,balance=1.0@1200"]
+DEFAULT_RUNS = [
+    "gan_cpu@1200",
+    "gan_fast_cpu@1200",
+    "lbt_gan_cpu@1200",
+    "lbt_gan_cpu,balance=1.0@1200",
+    "lbt_gan_fast_cpu@1200",
+]
 
 
 class StackedMNISTBudget(CoverageBudget):
@@ -109,8 +116,8 @@ def table(runs: list[dict]) -> str:
 def across_seeds(runs: list[dict]) -> str:
     """One row per run: its seeds, and modes, KL and iterations per seed (in seed order)."""
     lines = [
-        "| run | seeds | modes | KL | iterations | lowest modes after a quarter of the budget |",
-        "|---|---|---|---|---|---|",
+        "| run | seeds | modes | KL | iterations | lowest modes after a quarter of the budget | CPU s to 900 modes |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["run"] for r in runs):
         rs = sorted((r for r in runs if r["run"] == name), key=lambda r: r["seed"])
@@ -121,9 +128,14 @@ def across_seeds(runs: list[dict]) -> str:
         seeds = ", ".join(str(r["seed"]) for r in rs)
         lines.append(
             f"| {label(name)} | {seeds} | {cell('modes', '.0f')} | {cell('kl', '.3f')} | {cell('iterations', 'd')} "
-            f"| {cell('min_modes_after_quarter', '.0f')} |"
+            f"| {cell('min_modes_after_quarter', '.0f')} | {' / '.join(cpu_to(r, 900) for r in rs)} |"
         )
     return "\n".join(lines)
+
+
+def cpu_to(run: dict, modes: int) -> str:
+    """The CPU seconds of the first evaluation at which ``run`` had at least ``modes`` modes ("–": none)."""
+    return next((f"{p['cpu_s']:.0f}" for p in run["curve"] if p["modes"] >= modes), "–")
 
 
 def label(run: str) -> str:
@@ -166,7 +178,7 @@ def plot(runs: list[dict], path: Path) -> None:
         save_image(torch.tensor(first["samples"]), path.with_name(f"{path.stem}_{stem}.png"), nrow=8)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help="config[,arg=value...]@CPU seconds")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -200,11 +212,14 @@ def main(argv=None) -> None:
     plot(runs, Path(args.out).with_suffix(".png"))
     for run in runs:  # the final samples are in the grids; 64 images a run would be most of the JSON
         run.pop("samples")
-    write_report({"machine": info, "settings": settings, "table": text, "runs": runs}, args.out)
+    report = {"machine": info, "settings": settings, "table": text, "runs": runs}
+    write_report(report, args.out)
     print(f"wrote {args.out}, its .png and a sample grid per run in {info['total_wall_s'] / 60:.1f} min")
+    return report
 
 
-def combine(paths: list[str], out: Path) -> None:
+def combine(paths: list[str], out: Path) -> dict:
+    """Join the runs of earlier reports: one table, one table across seeds, one plot, one JSON."""
     reports = [json.loads(Path(p).read_text()) for p in paths]
     runs = [r for report in reports for r in report["runs"]]
     text = table(runs) + "\n\n" + across_seeds(runs)
@@ -213,8 +228,10 @@ def combine(paths: list[str], out: Path) -> None:
     sources = [
         {"path": p, "machine": report["machine"], "settings": report["settings"]} for p, report in zip(paths, reports)
     ]
-    write_report({"sources": sources, "table": text, "runs": runs}, out)
+    report = {"sources": sources, "table": text, "runs": runs}
+    write_report(report, out)
     print(f"wrote {out} and its .png")
+    return report
 
 
 if __name__ == "__main__":
