@@ -141,7 +141,11 @@ def cpu_to(run: dict, modes: int) -> str:
 def label(run: str) -> str:
     """A run's name for tables and legends: its config and arguments, shortened."""
     name = run.partition("@")[0]
-    for long, short in (("generator_optimizer.init_args.lr", "G lr"), ("discriminator_optimizer.init_args.lr", "D lr")):
+    for long, short in (
+        ("generator_optimizer.init_args.lr", "G lr"),
+        ("discriminator_optimizer.init_args.lr", "D lr"),
+        ("discriminator.init_args.", "D "),
+    ):
         name = name.replace(long, short)
     return name
 
