@@ -113,6 +113,11 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def tables(runs: list[dict]) -> str:
+    """The per-run table and the table across seeds, as printed and stored in the JSON."""
+    return table(runs) + "\n\n" + across_seeds(runs)
+
+
 def across_seeds(runs: list[dict]) -> str:
     """One row per run: its seeds, and modes, KL and iterations per seed (in seed order)."""
     lines = [
@@ -121,16 +126,18 @@ def across_seeds(runs: list[dict]) -> str:
     ]
     for name in dict.fromkeys(r["run"] for r in runs):
         rs = sorted((r for r in runs if r["run"] == name), key=lambda r: r["seed"])
-
-        def cell(key: str, fmt: str, rs: list[dict] = rs) -> str:
-            return " / ".join(format(r["summary"][key], fmt) for r in rs)
-
-        seeds = ", ".join(str(r["seed"]) for r in rs)
+        summaries = [per_seed(rs, key, fmt) for key, fmt in (("modes", ".0f"), ("kl", ".3f"), ("iterations", "d"),
+                                                              ("min_modes_after_quarter", ".0f"))]  # fmt: skip
+        to_900 = " / ".join(cpu_to(r, 900) for r in rs)
         lines.append(
-            f"| {label(name)} | {seeds} | {cell('modes', '.0f')} | {cell('kl', '.3f')} | {cell('iterations', 'd')} "
-            f"| {cell('min_modes_after_quarter', '.0f')} | {' / '.join(cpu_to(r, 900) for r in rs)} |"
+            f"| {label(name)} | {', '.join(str(r['seed']) for r in rs)} | {' | '.join(summaries)} | {to_900} |"
         )
     return "\n".join(lines)
+
+
+def per_seed(runs: list[dict], key: str, fmt: str) -> str:
+    """``summary[key]`` of each run, formatted and joined as ``a / b / c``."""
+    return " / ".join(format(r["summary"][key], fmt) for r in runs)
 
 
 def cpu_to(run: dict, modes: int) -> str:
@@ -211,7 +218,7 @@ def main(argv=None) -> dict:
     info = machine()
     print(f"{info['date']}: {len(tasks)} runs, {args.jobs} at a time, load {info.get('load_average_1_5_15min')}")
     runs = run_pool(one_run, tasks, args.jobs, info)
-    text = table(runs) + "\n\n" + across_seeds(runs)
+    text = tables(runs)
     print("\n" + text)
     plot(runs, Path(args.out).with_suffix(".png"))
     for run in runs:  # the final samples are in the grids; 64 images a run would be most of the JSON
@@ -226,7 +233,7 @@ def combine(paths: list[str], out: Path) -> dict:
     """Join the runs of earlier reports: one table, one table across seeds, one plot, one JSON."""
     reports = [json.loads(Path(p).read_text()) for p in paths]
     runs = [r for report in reports for r in report["runs"]]
-    text = table(runs) + "\n\n" + across_seeds(runs)
+    text = tables(runs)
     print(text)
     plot(runs, out.with_suffix(".png"))
     sources = [
